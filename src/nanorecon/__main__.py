@@ -1,0 +1,5 @@
+import sys
+
+from nanorecon.cli import main
+
+sys.exit(main())
