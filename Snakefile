@@ -1,0 +1,23 @@
+# nanorecon: raw tilt series and liquid-cell movies → per-particle atomic models.
+# Thin top level: configuration, validation, rule modules and the `all` target.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/ingest.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

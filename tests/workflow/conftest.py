@@ -1,0 +1,49 @@
+"""Helpers to run the Snakemake workflow in a scratch copy of the repository's workflow files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "envs"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A fresh working directory holding the workflow as a user's clone would."""
+    root = tmp_path / "wf"
+    root.mkdir()
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+def _run_snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("SNAKEMAKE_PROFILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def run_snakemake():
+    """``run_snakemake(workdir, *args)``: snakemake in `workdir`, `nanorecon` on PATH, output in stdout."""
+    return _run_snakemake

@@ -1,0 +1,109 @@
+"""End-to-end runs of the workflow: an unseen sheet, the CI profile, and the SLURM profile's plan."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+HEADER = (
+    "dataset\tmodality\tpath\tpixel_size_A\tvoltage_kV\telements\ttilt_angles\t"
+    "frame_rate_hz\tdose_e_per_A2\tdefocus_A\tcs_mm\tcomment\n"
+)
+
+
+def write_mrc(path: Path, data: np.ndarray, voxel_size_A: float) -> None:
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = voxel_size_A
+
+
+def test_unseen_sheet_is_ingested(run_snakemake, workdir: Path, tmp_path: Path):
+    """`--config samples=SHEET results=OUT` on MRC stacks + .tlt in a folder of their own."""
+    data_dir = tmp_path / "microscope" / "session 1"
+    data_dir.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    tilt_series = rng.integers(0, 3000, size=(5, 40, 48)).astype(np.int16)
+    movie = rng.normal(100.0, 10.0, size=(12, 32, 32)).astype(np.float32)
+    write_mrc(data_dir / "ts.mrc", tilt_series, 0.41)  # pixel size only in the header
+    write_mrc(data_dir / "movie.mrcs", movie, 1.0)
+    angles = np.array([-60.0, -30.0, 0.0, 30.0, 60.0])
+    np.savetxt(data_dir / "ts.rawtlt", angles, fmt="%.2f")
+    sheet = data_dir / "samples.tsv"
+    sheet.write_text(
+        HEADER
+        + "tiltA\ttomography\tts.mrc\t\t300\tFe,Pt\tts.rawtlt\t\t2000\t\t\tfirst\n"
+        + f"movieB\tbrownian\t{data_dir / 'movie.mrcs'}\t0.36\t200\tAu\t\t400\t30\t120\t0.01\tx\n"
+    )
+    out = tmp_path / "out"
+
+    result = run_snakemake(
+        workdir, "--cores", "2", "--config", f"samples={sheet}", f"results={out}"
+    )
+    assert result.returncode == 0, result.stdout
+
+    tomo = zarr.open_group(out / "tiltA" / "raw.zarr", mode="r")
+    np.testing.assert_array_equal(tomo["data"][:], tilt_series.astype(np.float32))
+    assert tomo["data"].dtype == np.float32
+    assert tomo["data"].chunks[1:] == (40, 48)
+    attrs = dict(tomo.attrs)
+    assert attrs["modality"] == "tomography"
+    assert attrs["pixel_size_A"] == pytest.approx(0.41, rel=1e-6)
+    assert attrs["voltage_kV"] == 300
+    assert attrs["tilt_angles_deg"] == angles.tolist()
+    assert attrs["elements"] == ["Fe", "Pt"]
+    assert attrs["dose_e_per_A2"] == 2000
+    assert attrs["source_file"] == str(data_dir / "ts.mrc")
+    assert attrs["source_sha256"] == hashlib.sha256((data_dir / "ts.mrc").read_bytes()).hexdigest()
+
+    brownian = zarr.open_group(out / "movieB" / "raw.zarr", mode="r")
+    np.testing.assert_array_equal(brownian["data"][:], movie)
+    attrs = dict(brownian.attrs)
+    assert attrs["modality"] == "brownian"
+    assert attrs["pixel_size_A"] == 0.36  # the sheet wins over the header's 1.0
+    assert attrs["frame_rate_hz"] == 400
+    assert attrs["defocus_A"] == 120
+    assert attrs["cs_mm"] == 0.01
+    assert "tilt_angles_deg" not in attrs or attrs["tilt_angles_deg"] is None
+    assert (out / "movieB" / "benchmarks" / "ingest.tsv").is_file()
+    assert (workdir / "logs" / "ingest" / "movieB.log").is_file()
+
+    # a second run has nothing to do
+    again = run_snakemake(
+        workdir, "-n", "--cores", "2", "--config", f"samples={sheet}", f"results={out}"
+    )
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout
+
+
+def test_ci_profile_simulates_and_ingests(run_snakemake, workdir: Path):
+    """The reduced synthetic datasets run through the whole workflow built so far."""
+    result = run_snakemake(workdir, "--profile", "profiles/ci")
+    assert result.returncode == 0, result.stdout
+    for dataset, modality in [("ci_tomo", "tomography"), ("ci_brownian", "brownian")]:
+        group = zarr.open_group(workdir / "results-ci" / dataset / "raw.zarr", mode="r")
+        assert group.attrs["modality"] == modality
+        data = group["data"]
+        assert data.ndim == 3 and data.shape[0] >= 2
+        assert np.isfinite(data[:]).all()
+        truth = workdir / "resources" / "simulated" / dataset / "truth"
+        atoms = pd.read_csv(truth / "atoms.csv")
+        assert {"x_A", "y_A", "z_A", "element"} <= set(atoms.columns)
+        assert len(atoms) > 50
+    tilts = pd.read_csv(workdir / "resources/simulated/ci_tomo/truth/tilts.csv")
+    group = zarr.open_group(workdir / "results-ci" / "ci_tomo" / "raw.zarr", mode="r")
+    np.testing.assert_allclose(group.attrs["tilt_angles_deg"], tilts.tilt_nominal_deg, atol=1e-3)
+    assert len(tilts) == group["data"].shape[0]
+
+
+def test_slurm_profile_plans_cluster_jobs(run_snakemake, workdir: Path):
+    result = run_snakemake(workdir, "-n", "--profile", "profiles/slurm")
+    assert result.returncode == 0, result.stdout
+    assert "slurm_partition=cpu" in result.stdout
+    assert "rule ingest" in result.stdout
+    assert "rule simulate_tomography" in result.stdout

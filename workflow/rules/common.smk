@@ -1,0 +1,156 @@
+# Configuration and sample-sheet loading and validation; path helpers shared by the rules.
+# The workflow layer only knows the CLI, so this file uses pandas and the schemas, never nanorecon itself.
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = config["results"].rstrip("/")
+LOGS = config["logs"].rstrip("/")
+SHEET = Path(config["samples"])
+# Simulated datasets are generated here (config key `simulate`); sheets point at these files.
+SIMULATED = "resources/simulated"
+
+REQUIRED_COLUMNS = [
+    "dataset",
+    "modality",
+    "path",
+    "pixel_size_A",
+    "voltage_kV",
+    "elements",
+    "tilt_angles",
+    "frame_rate_hz",
+    "dose_e_per_A2",
+    "defocus_A",
+    "cs_mm",
+]
+MODALITIES = ("tomography", "brownian")
+# fmt: off
+CHEMICAL_SYMBOLS = frozenset("""
+H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr
+Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb
+Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf
+Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og
+""".split())
+# fmt: on
+
+
+def sheet_error(line, dataset, message):
+    where = f"{SHEET}, line {line}" + (f" (dataset '{dataset}')" if dataset else "")
+    return WorkflowError(f"sample sheet {where}: {message}")
+
+
+def load_samples(sheet):
+    """Read and check the sample sheet; clear messages name the sheet line and the fix."""
+    if not sheet.is_file():
+        raise WorkflowError(
+            f"sample sheet {sheet} not found; set `samples` in config/config.yaml "
+            f"or run with --config samples=/path/to/samples.tsv"
+        )
+    table = pd.read_csv(
+        sheet, sep="\t", dtype=str, keep_default_na=False, comment="#", skip_blank_lines=True
+    )
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise WorkflowError(
+            f"sample sheet {sheet}: missing column(s) {', '.join(missing)}; the header must name "
+            f"{', '.join(REQUIRED_COLUMNS)} (tab-separated, empty cells allowed)"
+        )
+    table = table.apply(lambda column: column.str.strip())
+    # file line numbers of the data rows (pandas skipped blank and comment lines)
+    content_lines = [
+        number
+        for number, line in enumerate(sheet.read_text().splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    table["sheet_line"] = content_lines[1 : len(table) + 1]
+    for row in table.itertuples():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", row.dataset):
+            raise sheet_error(
+                row.sheet_line, row.dataset,
+                "dataset ids may use letters, digits, '_', '-' and '.', and must not be empty",
+            )
+        if row.modality not in MODALITIES:
+            raise sheet_error(
+                row.sheet_line, row.dataset,
+                f"unknown modality '{row.modality}'; use 'tomography' or 'brownian'",
+            )
+        unknown = [e for e in row.elements.split(",") if e.strip() not in CHEMICAL_SYMBOLS]
+        if unknown or not row.elements:
+            raise sheet_error(
+                row.sheet_line, row.dataset,
+                f"unknown element symbol(s) {unknown or [row.elements]} in column 'elements'; "
+                "give chemical symbols separated by commas, e.g. Pt or Fe,Pt",
+            )
+        if row.modality == "tomography" and not row.tilt_angles:
+            raise sheet_error(
+                row.sheet_line, row.dataset,
+                "tomography needs a tilt-angle file (.tlt/.rawtlt) in column 'tilt_angles'",
+            )
+        if row.modality == "brownian" and not row.frame_rate_hz:
+            raise sheet_error(
+                row.sheet_line, row.dataset, "brownian movies need 'frame_rate_hz' (frames per second)"
+            )
+    duplicated = table[table.dataset.duplicated(keep=False)]
+    if len(duplicated):
+        lines = ", ".join(str(n) for n in duplicated.sheet_line)
+        raise WorkflowError(
+            f"sample sheet {sheet}: dataset id '{duplicated.dataset.iloc[0]}' appears on lines "
+            f"{lines}; dataset ids must be unique"
+        )
+    numeric = ["pixel_size_A", "voltage_kV", "frame_rate_hz", "dose_e_per_A2", "defocus_A", "cs_mm"]
+    for column in numeric:
+        values = pd.to_numeric(table[column].replace("", None), errors="coerce")
+        bad = table[(table[column] != "") & values.isna()]
+        if len(bad):
+            row = bad.iloc[0]
+            raise sheet_error(
+                row.sheet_line, row.dataset, f"column '{column}' must be a number, got '{row[column]}'"
+            )
+        table[column] = values
+    validate(table.drop(columns="sheet_line"), schema="../schemas/samples.schema.yaml")
+    return table.set_index("dataset", drop=False)
+
+
+def sheet_path(value):
+    """A sheet path resolved against the sheet's folder, relative to the working directory if inside it."""
+    path = Path(value) if os.path.isabs(value) else SHEET.parent / value
+    path = Path(os.path.normpath(path.absolute()))
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+samples = load_samples(SHEET)
+
+
+def sample(dataset):
+    return samples.loc[dataset]
+
+
+def raw_inputs(wildcards):
+    row = sample(wildcards.dataset)
+    inputs = {"raw": sheet_path(row.path)}
+    if row.modality == "tomography":
+        inputs["tilts"] = sheet_path(row.tilt_angles)
+    return inputs
+
+
+def simulations(modality):
+    return [name for name, sim in config.get("simulate", {}).items() if sim["modality"] == modality]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing when empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def all_outputs():
+    return expand(f"{RESULTS}/{{dataset}}/raw.zarr", dataset=samples.dataset)
