@@ -15,6 +15,8 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_demo_command_uses_a_profile_that_exists():
     readme = (REPO / "README.md").read_text()
-    demo = next(line for line in readme.splitlines() if "snakemake --profile" in line and "pip" in line)
+    demo = next(
+        line for line in readme.splitlines() if "snakemake --profile" in line and "pip" in line
+    )
     profile = demo.split("--profile", 1)[1].split()[0]
     assert (REPO / profile / "config.yaml").is_file()

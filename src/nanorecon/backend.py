@@ -35,7 +35,7 @@ def cupy_available() -> bool:
         return False
     try:
         return cp.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any CUDA runtime error means "no usable GPU"
+    except Exception:  # any CUDA runtime error means "no usable GPU"
         return False
 
 

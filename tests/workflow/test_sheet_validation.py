@@ -26,7 +26,11 @@ def dry_run(run_snakemake, workdir: Path, sheet_text: str):
         (GOOD_TOMO + GOOD_TOMO, ["'tomo1' appears on lines 2, 3", "must be unique"]),
         (
             GOOD_TOMO.replace("tomography", "tomogram"),
-            ["line 2 (dataset 'tomo1')", "unknown modality 'tomogram'", "'tomography' or 'brownian'"],
+            [
+                "line 2 (dataset 'tomo1')",
+                "unknown modality 'tomogram'",
+                "'tomography' or 'brownian'",
+            ],
         ),
         (
             GOOD_TOMO.replace("\tPt\t", "\tFe,Xx\t"),
@@ -47,7 +51,9 @@ def dry_run(run_snakemake, workdir: Path, sheet_text: str):
     ],
     ids=["duplicate", "modality", "element", "no-tilts", "no-frame-rate", "not-a-number"],
 )
-def test_bad_sheet_is_rejected_with_its_line(run_snakemake, workdir: Path, rows: str, expected: list[str]):
+def test_bad_sheet_is_rejected_with_its_line(
+    run_snakemake, workdir: Path, rows: str, expected: list[str]
+):
     result = dry_run(run_snakemake, workdir, HEADER + rows)
     assert result.returncode != 0
     for text in expected:

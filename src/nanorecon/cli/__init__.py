@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Atomic 3D structures of single nanoparticles from electron microscopy data.",
     )
     parser.add_argument("--version", action="version", version=f"nanorecon {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log debug messages as well"
-    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages as well")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for module_name in VERBS.values():
         module = importlib.import_module(f"nanorecon.cli.{module_name}")
@@ -55,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, PermissionError, OSError) as err:
-        log.error("%s", err)
+    except (UserError, ValueError, OSError) as err:
+        # One line for the rule's log; the traceback only with --verbose.
+        log.debug("traceback of the error below", exc_info=True)
         print(f"nanorecon {args.verb}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,184 @@
+"""Iterative reconstruction of a map from projections (RESIRE-class gradient descent)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.spatial.transform import Rotation
+
+from ..backend import get_array_module, supported_float_type
+from ._projector import FourierSliceProjector
+
+__all__ = ["ReconstructionResult", "reconstruct"]
+
+
+@dataclass(frozen=True)
+class ReconstructionResult:
+    """Outcome of :func:`reconstruct`.
+
+    Attributes
+    ----------
+    volume : ndarray of shape (N, N, N)
+        The iterate with the lowest projection error (z, y, x), same array module as the images.
+    errors : ndarray of shape (n_iterations,)
+        Relative projection error ``R = Σ|P x − b| / Σ|b|`` after each iteration.
+    best_iteration : int
+        Index into `errors` of the returned volume (-1: no iterate improved on the start).
+    """
+
+    volume: Any
+    errors: np.ndarray
+    best_iteration: int
+
+
+def reconstruct(
+    images: Any,
+    rotations: Rotation | ArrayLike,
+    *,
+    shifts_A: ArrayLike | None = None,
+    voxel_size_A: float = 1.0,
+    n_iterations: int = 100,
+    step: float = 1.0,
+    density_compensation: bool = True,
+    regularization: float = 1e-2,
+    support: Any = None,
+    positivity: bool = True,
+    initial: Any = None,
+    eps: float = 1e-6,
+    n_threads: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> ReconstructionResult:
+    """Reconstruct a map by gradient descent on the projection error (RESIRE class).
+
+    Minimises the projection error over maps ``x`` (``P``: Fourier-slice projector, ``b``:
+    images) by ``x ← C(x − α Pᵀ W (P x − b))``, where ``C`` imposes positivity and the support in
+    real space and ``α = step / ‖PᵀWP‖`` (power iteration). Plain RESIRE has ``W = 1``
+    (objective ``½‖P x − b‖²``). With `density_compensation`, ``W`` weights every Fourier sample
+    of every image by the inverse of the local density of all samples, measured for the actual
+    orientations (a ramp filter for a tilt series, but right for any set: multi-axis, random,
+    missing wedges); the objective becomes ``½‖W^½ (P x − b)‖²``, which has the same minimiser for
+    consistent data and converges many times faster at high resolution. Frequencies no image
+    samples (a missing wedge) receive no gradient; only the real-space constraints fill them. The
+    lowest-error iterate is returned.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, N, N)
+        Projections (y, x), numpy or cupy, line sums in voxel units (see :func:`project`).
+    rotations : Rotation or array_like of shape (n, 3, 3)
+        Map frame → microscope frame, one per image.
+    shifts_A : array_like of shape (n, 2), optional
+        ``(shift_x_A, shift_y_A)`` of each image [Å].
+    voxel_size_A : float, optional
+        Voxel edge [Å].
+    n_iterations : int, optional
+        Number of gradient steps.
+    step : float, optional
+        Step relative to ``1 / ‖PᵀWP‖``; 1 is safe, up to 2 converges for exact norms.
+    density_compensation : bool, optional
+        Weight the Fourier samples by their inverse density (see above); otherwise plain RESIRE.
+    regularization : float, optional
+        Floor of the sample density relative to its maximum, so that no weight exceeds
+        ``1 / (regularization · max density)``.
+    support : ndarray of bool of shape (N, N, N), optional
+        Voxels allowed to be non-zero.
+    positivity : bool, optional
+        Clip negative densities after each step.
+    initial : ndarray of shape (N, N, N), optional
+        Starting map (zeros when None).
+    eps : float, optional
+        Relative NUFFT tolerance.
+    n_threads : int, optional
+        CPU threads for finufft.
+    callback : callable, optional
+        Called as ``callback(iteration, error)`` after each iteration (for progress bars).
+
+    Returns
+    -------
+    ReconstructionResult
+        Best map and the error history.
+
+    References
+    ----------
+    .. [1] Pham, M. et al. Accurate real space iterative reconstruction (RESIRE) algorithm for
+       tomography. Sci. Rep. 13, 5624 (2023). :doi:`10.1038/s41598-023-31124-5`
+    """
+    xp = get_array_module(images)
+    images = xp.asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (n, N, N), got {tuple(images.shape)}")
+    if n_iterations < 1:
+        raise ValueError(f"n_iterations must be at least 1, got {n_iterations}")
+    if not 0 < step <= 2:
+        raise ValueError(f"step must lie in (0, 2], got {step}")
+    if regularization <= 0:
+        raise ValueError(f"regularization must be positive, got {regularization}")
+    dtype = supported_float_type(images.dtype)
+    images = images.astype(dtype, copy=False)
+    size = images.shape[1]
+    projector = FourierSliceProjector(
+        rotations,
+        size,
+        shifts_A=shifts_A,
+        voxel_size_A=voxel_size_A,
+        dtype=dtype,
+        device="cpu" if xp is np else "gpu",
+        eps=eps,
+        n_threads=n_threads,
+    )
+    if projector.n_images != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {projector.n_images} rotations")
+    mask = None
+    if support is not None:
+        mask = xp.asarray(support, dtype=bool)
+        if mask.shape != (size,) * 3:
+            raise ValueError(f"support must have shape {(size,) * 3}, got {tuple(mask.shape)}")
+
+    def constrain(x: Any) -> Any:
+        if positivity:
+            x = xp.maximum(x, 0)
+        if mask is not None:
+            x = xp.where(mask, x, 0)
+        return x.astype(dtype, copy=False)
+
+    sample_weights = None
+    if density_compensation:
+        density = projector.sample_density()
+        sample_weights = 1 / xp.maximum(density, regularization * float(density.max()))
+    rate = dtype.type(step / _gram_norm(projector, sample_weights))
+
+    x = xp.zeros((size,) * 3, dtype) if initial is None else constrain(xp.asarray(initial, dtype))
+    norm = float(xp.abs(images).sum())
+    if norm == 0:
+        raise ValueError("images are all zero")
+    residual = projector.forward(x) - images
+    best, best_error, best_iteration = x, float(xp.abs(residual).sum()) / norm, -1
+    errors = np.empty(n_iterations)
+    for iteration in range(n_iterations):
+        x = constrain(x - rate * projector.adjoint(residual, sample_weights=sample_weights))
+        residual = projector.forward(x) - images
+        errors[iteration] = float(xp.abs(residual).sum()) / norm
+        if errors[iteration] < best_error:
+            best, best_error, best_iteration = x, errors[iteration], iteration
+        if callback is not None:
+            callback(iteration, float(errors[iteration]))
+    return ReconstructionResult(volume=best, errors=errors, best_iteration=best_iteration)
+
+
+def _gram_norm(
+    projector: FourierSliceProjector, sample_weights: Any, *, n_iterations: int = 12
+) -> float:
+    """``‖PᵀWP‖`` by power iteration (a slight underestimate, so steps up to 1 stay stable)."""
+    xp = projector.xp
+    rng = np.random.default_rng(0)
+    x = xp.asarray(rng.standard_normal(projector.shape).astype(projector.dtype))
+    norm = 1.0
+    for _ in range(n_iterations):
+        x /= norm
+        x = projector.adjoint(projector.forward(x), sample_weights=sample_weights)
+        norm = float(xp.linalg.norm(x))
+    return norm
