@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the movie and the zarr store")
     args = parser.parse_args()
 
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=args.workdir))
     try:
         movie = workdir / "movie.mrc"

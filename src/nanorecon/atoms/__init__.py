@@ -1,1 +1,12 @@
-"""atoms."""
+"""Atom tracing in 3D density maps: peak finding, sub-voxel Gaussian fits with neighbour
+subtraction, non-atom rejection, species classification by intensity, and half-map position
+uncertainties.
+
+Maps are indexed (z, y, x) with index N//2 at 0 Å; atom tables give (x, y, z) in Å (see
+:mod:`nanorecon.geometry`).
+"""
+
+from ._species import classify_species
+from ._trace import COLUMNS, half_map_sigma, trace_atoms
+
+__all__ = ["COLUMNS", "classify_species", "half_map_sigma", "trace_atoms"]

@@ -19,6 +19,9 @@ from nanorecon import __version__
 VERBS = {
     "simulate": "_simulate",
     "ingest": "_ingest",
+    "trace": "_trace",
+    "lattice": "_lattice",
+    "validate": "_validate",
 }
 
 log = logging.getLogger("nanorecon")

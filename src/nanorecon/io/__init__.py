@@ -5,6 +5,20 @@ Only this subpackage touches files; the algorithms take and return arrays and Da
 
 from ._atomic import OutputPathError, atomic_output, check_output_writable
 from ._ingest import IngestError, ingest
+from ._maps import MapFormatError, read_map
+from ._models import (
+    ATOM_COLUMNS,
+    ATOM_UNITS,
+    AtomsTableError,
+    read_atoms_parquet,
+    read_truth_atoms,
+    write_atoms_csv,
+    write_atoms_parquet,
+    write_json,
+    write_model,
+    write_particle_outputs,
+    write_table_csv,
+)
 from ._readers import RawFormatError, RawStack, open_raw_stack, pixel_size_from_units
 from ._samplesheet import SampleSheetError, read_sample_sheet, sample_row
 from ._simulated import write_simulated_movie, write_simulated_tomography
@@ -12,7 +26,11 @@ from ._tilts import read_tilt_angles
 from ._zarr import create_stack_zarr, images_per_chunk, open_raw_zarr, write_array_zarr
 
 __all__ = [
+    "ATOM_COLUMNS",
+    "ATOM_UNITS",
+    "AtomsTableError",
     "IngestError",
+    "MapFormatError",
     "OutputPathError",
     "RawFormatError",
     "RawStack",
@@ -25,10 +43,19 @@ __all__ = [
     "open_raw_stack",
     "open_raw_zarr",
     "pixel_size_from_units",
+    "read_atoms_parquet",
+    "read_map",
     "read_sample_sheet",
     "read_tilt_angles",
+    "read_truth_atoms",
     "sample_row",
     "write_array_zarr",
+    "write_atoms_csv",
+    "write_atoms_parquet",
+    "write_json",
+    "write_model",
+    "write_particle_outputs",
     "write_simulated_movie",
     "write_simulated_tomography",
+    "write_table_csv",
 ]

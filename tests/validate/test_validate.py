@@ -1,0 +1,45 @@
+import numpy as np
+from scipy.spatial.transform import Rotation
+from synthetic_atoms import pt_particle
+
+from nanorecon.validate import score_model
+
+XYZ = ["x_A", "y_A", "z_A"]
+
+
+def _moved(atoms, seed):
+    out = atoms.copy()
+    pos = out[XYZ].to_numpy() @ np.diag([1.0, -1.0, 1.0])  # mirror
+    out[XYZ] = Rotation.random(random_state=seed).apply(pos) + [3.0, -2.0, 1.5]
+    return out.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def test_mirrored_rotated_shifted_model_realigned():
+    truth = pt_particle(length=8, cutoff=3, jitter_A=0.03, seed=1)
+    result = score_model(_moved(truth, 2), truth)
+    assert result["mirrored"]
+    assert result["recall"] == 1.0 and result["precision"] == 1.0
+    assert result["rms_error_pm"] < 1.0
+    assert result["species_accuracy"] == 1.0
+    assert abs(result["lattice_parameter_error_percent"]) < 1e-6
+    assert (
+        max(result[f"strain_rmse_{c}"] for c in ("exx", "eyy", "ezz", "exy", "exz", "eyz")) < 1e-8
+    )
+
+
+def test_missing_atoms_reduce_recall_exactly():
+    truth = pt_particle(length=8, cutoff=3, jitter_A=0.03, seed=3)
+    traced = _moved(truth, 4).iloc[5:]
+    result = score_model(traced, truth)
+    n = len(truth)
+    assert result["recall"] == (n - 5) / n
+    assert result["precision"] == 1.0
+    assert result["rms_error_pm"] < 1.0
+
+
+def test_position_noise_measured():
+    truth = pt_particle(length=8, cutoff=3, jitter_A=0.02, seed=5)
+    traced = truth.copy()
+    traced[XYZ] += np.random.default_rng(6).normal(0.0, 0.05, (len(truth), 3))
+    result = score_model(traced, truth)
+    assert np.isclose(result["rms_error_pm"], 5.0 * np.sqrt(3.0), rtol=0.1)
