@@ -27,7 +27,14 @@ A_TRUE = 3.99
 def atom_verbs_only(monkeypatch):
     # the dispatcher imports every verb's module; test these verbs independently of the others
     monkeypatch.setattr(
-        cli, "VERBS", {"trace": "_trace", "lattice": "_lattice", "validate": "_validate"}
+        cli,
+        "VERBS",
+        {
+            "trace": "_trace",
+            "lattice": "_lattice",
+            "validate": "_validate",
+            "summarize": "_summarize",
+        },
     )
 
 
@@ -120,6 +127,31 @@ def test_trace_lattice_validate_from_mrc(particle, tmp_path):
     assert abs(row.loc[0, "lattice_parameter_error_percent"]) < 0.3
     strain = [f"strain_rmse_{c}" for c in ("exx", "eyy", "ezz", "exy", "exz", "eyz")]
     assert row.loc[0, strain].notna().all() and (row.loc[0, strain] < 0.02).all()
+
+    # the dataset tables: this particle, and one whose steps have not run
+    (lattice_dir / "validation.csv").write_bytes(table.read_bytes())
+    unfinished = tmp_path / "p9"
+    unfinished.mkdir()
+    dataset_dir = tmp_path / "dataset"
+    rc = cli.main(
+        ["summarize", str(dataset_dir), str(lattice_dir), str(unfinished), "--dataset", "d1"]
+    )
+    assert rc == 0
+    particles = pd.read_csv(dataset_dir / "particles.csv")
+    assert list(particles.particle) == ["lattice", "p9"]
+    assert list(particles.status) == ["ok", "missing atoms, lattice"]
+    first = particles.iloc[0]
+    assert first.dataset == "d1" and first.n_atoms == len(atoms) == first.n_Pt
+    assert first.lattice_parameter_A == pytest.approx(summary["lattice_parameter_A"])
+    assert first.deviation_from_bulk_percent == pytest.approx(
+        100 * (first.lattice_parameter_A / 3.924 - 1), abs=0.01
+    )
+    assert 1.0 < first.diameter_nm < 3.0
+    assert first.validation_recall == row.loc[0, "recall"]
+    assert np.isfinite(first.core_mean_volumetric_strain)
+    assert pd.read_parquet(dataset_dir / "particles.parquet").shape == particles.shape
+    validation = pd.read_csv(dataset_dir / "validation.csv")
+    assert len(validation) == 1 and validation.loc[0, "rms_error_pm"] == row.loc[0, "rms_error_pm"]
 
 
 def test_trace_zarr_with_half_maps(particle, tmp_path):

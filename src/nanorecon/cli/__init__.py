@@ -19,9 +19,11 @@ from nanorecon import __version__
 VERBS = {
     "simulate": "_simulate",
     "ingest": "_ingest",
+    "reconstruct": "_reconstruct",
     "trace": "_trace",
     "lattice": "_lattice",
     "validate": "_validate",
+    "summarize": "_summarize",
 }
 
 log = logging.getLogger("nanorecon")

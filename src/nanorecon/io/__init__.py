@@ -18,6 +18,19 @@ from ._models import (
     write_model,
     write_particle_outputs,
     write_table_csv,
+    write_table_parquet,
+)
+from ._particles import (
+    MAP_ARRAYS,
+    ORIENTATION_COLUMNS,
+    orientations_table,
+    read_map_zarr,
+    read_orientations,
+    read_particle_stack,
+    write_map_mrc,
+    write_map_zarr,
+    write_orientations,
+    write_particle_stack,
 )
 from ._readers import RawFormatError, RawStack, open_raw_stack, pixel_size_from_units
 from ._samplesheet import SampleSheetError, read_sample_sheet, sample_row
@@ -26,6 +39,16 @@ from ._tilts import read_tilt_angles
 from ._zarr import create_stack_zarr, images_per_chunk, open_raw_zarr, write_array_zarr
 
 __all__ = [
+    "MAP_ARRAYS",
+    "ORIENTATION_COLUMNS",
+    "orientations_table",
+    "read_map_zarr",
+    "read_orientations",
+    "read_particle_stack",
+    "write_map_mrc",
+    "write_map_zarr",
+    "write_orientations",
+    "write_particle_stack",
     "ATOM_COLUMNS",
     "ATOM_UNITS",
     "AtomsTableError",
@@ -58,4 +81,5 @@ __all__ = [
     "write_simulated_movie",
     "write_simulated_tomography",
     "write_table_csv",
+    "write_table_parquet",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "write_model",
     "write_particle_outputs",
     "write_table_csv",
+    "write_table_parquet",
 ]
 
 #: column order of atoms.parquet (DESIGN.md); other columns follow in their own order
@@ -354,3 +355,12 @@ def _write_model_to(path: Path, atoms: pd.DataFrame, fmt: str) -> None:
         positions=atoms[_XYZ].to_numpy(dtype=float),
     )
     ase.io.write(path, model, format=fmt)
+
+
+def write_table_parquet(
+    path: str | Path, table: pd.DataFrame, *, units: Mapping[str, str] | None = None
+) -> Path:
+    """Write a DataFrame as parquet, atomically, with column units in the ``nanorecon`` metadata."""
+    with atomic_output(path) as tmp:
+        _write_parquet_to(tmp, table.reset_index(drop=True), {"units": dict(units or {})})
+    return Path(path)

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from ase.build import bulk
 from ase.cluster import Decahedron, Icosahedron, Octahedron
-from ase.data import atomic_numbers, reference_states
 from scipy.spatial import ConvexHull
 from scipy.spatial.transform import Rotation
 
-SHAPES = ("sphere", "octahedron", "decahedron", "icosahedron")
+from nanorecon.lattice import bulk_lattice_parameter_A
+from nanorecon.lattice import vegard_lattice_parameter_A as lattice_vegard
 
-# Atoms per unit-cell volume of the bulk structures, to turn any reference lattice constant into the
-# fcc lattice parameter with the same atomic volume (Vegard's law is applied to these).
-_ATOMS_PER_CELL = {"fcc": 4, "bcc": 2, "sc": 1, "diamond": 8}
+SHAPES = ("sphere", "octahedron", "decahedron", "icosahedron")
 
 
 @dataclass(frozen=True)
@@ -56,27 +54,13 @@ class Particle:
 
 
 def fcc_equivalent_lattice_parameter_A(element: str) -> float:
-    """fcc lattice parameter with the bulk atomic volume of `element` [Å] (ase reference states)."""
-    if element not in atomic_numbers:
-        raise ValueError(f"unknown element {element!r}")
-    state = reference_states[atomic_numbers[element]]
-    if state is None or "a" not in state:
-        raise ValueError(f"ase has no bulk lattice constant for {element!r}")
-    symmetry = state["symmetry"]
-    a = float(state["a"])
-    if symmetry in _ATOMS_PER_CELL:
-        volume = a**3 / _ATOMS_PER_CELL[symmetry]
-    elif symmetry == "hcp":
-        volume = np.sqrt(3.0) / 4.0 * a**2 * a * float(state.get("c/a", np.sqrt(8.0 / 3.0)))
-    else:
-        raise ValueError(f"no atomic volume for {element!r} with bulk structure {symmetry!r}")
-    return float((4.0 * volume) ** (1.0 / 3.0))
+    """fcc lattice parameter with the bulk atomic volume of `element` [Å] (see nanorecon.lattice)."""
+    return bulk_lattice_parameter_A(element, structure="fcc")
 
 
 def vegard_lattice_parameter_A(elements: list[str], fractions: np.ndarray) -> float:
     """Composition-weighted mean of fcc-equivalent bulk lattice parameters [Å] (Vegard's law)."""
-    values = np.array([fcc_equivalent_lattice_parameter_A(e) for e in elements])
-    return float(np.dot(values, fractions) / np.sum(fractions))
+    return lattice_vegard(elements, fractions=fractions, structure="fcc")
 
 
 def _equivalent_diameter_A(n_atoms: int, a: float) -> float:
