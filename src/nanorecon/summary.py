@@ -31,6 +31,7 @@ PARTICLE_UNITS = {
     "core_mean_volumetric_strain": "1 (mean of exx+eyy+ezz over core atoms)",
     "surface_mean_volumetric_strain": "1 (mean of exx+eyy+ezz over surface atoms)",
     "fsc_resolution_A": "Å (gold-standard FSC = 0.143)",
+    "fsc_truth_resolution_A": "Å (FSC against the true map = 0.5; simulated data)",
     "precision_pm": "pm (RMS per-coordinate position uncertainty from the half maps)",
     "lattice_rms_residual_pm": "pm (RMS distance of fitted atoms from their lattice sites)",
 }
@@ -73,7 +74,8 @@ def particle_row(
         ``lattice.json``: ``lattice_parameter_A``, ``bulk_lattice_parameter_A``,
         ``deviation_from_bulk_percent``, ``structure``, ``twinning``, ``rms_residual_A``.
     fsc_table : DataFrame, optional
-        Gold-standard FSC with columns ``resolution_A`` and ``fsc``.
+        ``fsc.csv``: ``spatial_frequency_1_per_A`` and the gold-standard curve ``fsc_half`` (or
+        ``fsc``); ``fsc_truth`` when the map was compared with the simulator's truth.
     validation : mapping, optional
         One row of the validation table; its figures are copied with a ``validation_`` prefix.
 
@@ -123,7 +125,16 @@ def particle_row(
             row["diameter_nm"] = volume_equivalent_diameter_nm(len(atoms), a, structure=structure)
 
     if fsc_table is not None and len(fsc_table):
-        row["fsc_resolution_A"] = float(resolution_at(fsc_table, 0.143))
+        # fsc.csv holds the gold-standard curve (fsc_half, or fsc) and, for simulated data, fsc_truth
+        gold = "fsc_half" if "fsc_half" in fsc_table.columns else "fsc"
+        if gold in fsc_table.columns:
+            curve = fsc_table.rename(columns={gold: "fsc"}) if gold != "fsc" else fsc_table
+            row["fsc_resolution_A"] = float(resolution_at(curve, 0.143))
+        if "fsc_truth" in fsc_table.columns:
+            curve = fsc_table.drop(columns="fsc", errors="ignore").rename(
+                columns={"fsc_truth": "fsc"}
+            )
+            row["fsc_truth_resolution_A"] = float(resolution_at(curve, 0.5))
 
     if validation is not None:
         for key, value in validation.items():

@@ -135,6 +135,7 @@ def test_trace_lattice_validate_from_mrc(particle, tmp_path):
     dataset_dir = tmp_path / "dataset"
     rc = cli.main(
         ["summarize", str(dataset_dir), str(lattice_dir), str(unfinished), "--dataset", "d1"]
+        + ["--validation-csv", str(dataset_dir / "validation.csv")]
     )
     assert rc == 0
     particles = pd.read_csv(dataset_dir / "particles.csv")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,13 @@ LOGS = config["logs"].rstrip("/")
 SHEET = Path(config["samples"])
 # Simulated datasets are generated here (config key `simulate`); sheets point at these files.
 SIMULATED = "resources/simulated"
+# One particle's folder; {pid} is p000, p001, ...
+PARTICLE = f"{RESULTS}/{{dataset}}/particles/{{pid}}"
+
+
+wildcard_constraints:
+    pid=r"p\d+",
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 REQUIRED_COLUMNS = [
     "dataset",
@@ -63,6 +71,8 @@ def load_samples(sheet):
             f"{', '.join(REQUIRED_COLUMNS)} (tab-separated, empty cells allowed)"
         )
     table = table.apply(lambda column: column.str.strip())
+    if "truth" not in table.columns:  # optional: the simulator's ground-truth folder
+        table["truth"] = ""
     # file line numbers of the data rows (pandas skipped blank and comment lines)
     content_lines = [
         number
@@ -143,6 +153,57 @@ def raw_inputs(wildcards):
     return inputs
 
 
+def datasets(modality=None, *, with_truth=None):
+    """Dataset ids of the sheet, optionally of one modality and with or without a truth folder."""
+    selected = samples
+    if modality is not None:
+        selected = selected[selected.modality == modality]
+    if with_truth is not None:
+        selected = selected[(selected.truth != "") == with_truth]
+    return list(selected.dataset)
+
+
+def truth_dir(wildcards):
+    """The sheet's `truth` folder of a simulated dataset (resolved like the other paths)."""
+    return sheet_path(sample(wildcards.dataset).truth)
+
+
+def reconstruct_inputs(wildcards):
+    """raw.zarr, and the truth folder of simulated datasets (scored against it)."""
+    inputs = {"raw": f"{RESULTS}/{wildcards.dataset}/raw.zarr"}
+    if wildcards.dataset in datasets(with_truth=True):
+        inputs["truth"] = truth_dir(wildcards)
+    return inputs
+
+
+def particle_ids(wildcards):
+    """Particles of a dataset: a tilt series holds one; Brownian movies are not reconstructed yet."""
+    return ["p000"] if sample(wildcards.dataset).modality == "tomography" else []
+
+
+def particle_dir(wildcards):
+    return f"{RESULTS}/{wildcards.dataset}/particles/{wildcards.pid}"
+
+
+def particle_dirs(wildcards):
+    return " ".join(
+        shlex.quote(f"{RESULTS}/{wildcards.dataset}/particles/{pid}")
+        for pid in particle_ids(wildcards)
+    )
+
+
+def particle_outputs(wildcards):
+    """Every per-particle file the dataset tables are made from."""
+    outputs = []
+    with_truth = wildcards.dataset in datasets(with_truth=True)
+    for pid in particle_ids(wildcards):
+        folder = f"{RESULTS}/{wildcards.dataset}/particles/{pid}"
+        outputs += [f"{folder}/atoms.parquet", f"{folder}/lattice.json", f"{folder}/fsc.csv"]
+        if with_truth:
+            outputs.append(f"{folder}/validation.csv")
+    return outputs
+
+
 def simulations(modality):
     return [name for name, sim in config.get("simulate", {}).items() if sim["modality"] == modality]
 
@@ -153,4 +214,10 @@ def one_of(names):
 
 
 def all_outputs():
-    return expand(f"{RESULTS}/{{dataset}}/raw.zarr", dataset=samples.dataset)
+    """Everything that exists for every dataset: raw.zarr, and the tables where particles are made."""
+    outputs = expand(f"{RESULTS}/{{dataset}}/raw.zarr", dataset=samples.dataset)
+    for dataset in datasets("tomography"):
+        outputs.append(f"{RESULTS}/{dataset}/particles.csv")
+        if dataset in datasets(with_truth=True):
+            outputs.append(f"{RESULTS}/{dataset}/validation.csv")
+    return outputs

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Read each PARTICLE_DIR (atoms.parquet, lattice.json, fsc.csv, validation.csv, any of "
             "which may be missing) and write OUT_DIR/particles.csv and particles.parquet, one row "
-            "per particle, plus OUT_DIR/validation.csv when any particle was validated."
+            "per particle; with --validation-csv also the particles' validation rows in one table."
         ),
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="dataset results folder")
@@ -32,6 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "particles", metavar="PARTICLE_DIR", type=Path, nargs="+", help="per-particle folders"
     )
     parser.add_argument("--dataset", required=True, help="dataset id written in every row")
+    parser.add_argument(
+        "--validation-csv",
+        type=Path,
+        metavar="PATH",
+        help="also write the validation rows of all particles here (needs their validation.csv)",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -86,7 +92,12 @@ def run(args: argparse.Namespace) -> int:
     log.info(
         "%s: %d particle(s), %d ok", args.dataset, len(table), int((table.status == "ok").sum())
     )
-    if validations:
-        write_table_csv(args.out_dir / "validation.csv", pd.DataFrame(validations))
-        log.info("wrote %s", args.out_dir / "validation.csv")
+    if args.validation_csv is not None:
+        if not validations:
+            raise UserError(
+                "--validation-csv given but no particle folder holds validation.csv; "
+                "run nanorecon validate first or drop the option"
+            )
+        write_table_csv(args.validation_csv, pd.DataFrame(validations))
+        log.info("wrote %s", args.validation_csv)
     return 0

@@ -99,11 +99,17 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
         raise MapFormatError(
             f"zarr group {path} has no array named {' or '.join(map(repr, MAP_ARRAYS))}"
         )
+
+    def volume(entry: str) -> np.ndarray:
+        # an array, or an OME-Zarr image group holding its full-resolution array at "0"
+        node = group[entry]
+        return node["0"][...] if isinstance(node, zarr.Group) else node[...]
+
     attrs = dict(group.attrs)
     extras: dict[str, Any] = {"format": "zarr", "attrs": attrs, "array": name}
     present = [n for n in HALF_MAP_ARRAYS if n in group]
     if len(present) == 2:
-        extras["half_maps"] = tuple(group[n][...] for n in HALF_MAP_ARRAYS)
+        extras["half_maps"] = tuple(volume(n) for n in HALF_MAP_ARRAYS)
     elif present:
         raise MapFormatError(f"zarr group {path} holds {present[0]!r} but not its other half map")
     found = attrs.get("voxel_size_A")
@@ -114,7 +120,7 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, float | None, dict[str, Any]]:
             raise MapFormatError(f"{path}: attribute voxel_size_A={found!r} is no number") from None
         if not np.isfinite(found) or found <= 0:
             raise MapFormatError(f"{path}: attribute voxel_size_A={found} is not positive")
-    return group[name][...], found, extras
+    return volume(name), found, extras
 
 
 def read_map(
@@ -124,8 +130,9 @@ def read_map(
 
     MRC files (``.mrc``, ``.map``, ``.rec``, ``.mrcs``) are read with mrcfile, the voxel size from
     the header (cubic voxels required; a zero cell means none is stated). A zarr group (a folder,
-    e.g. ``map.zarr``) holds the map as array ``map`` (or ``data``), the voxel size as attribute
-    ``voxel_size_A`` and, optionally, the two half maps as arrays ``half1`` and ``half2``.
+    e.g. ``map.zarr``) holds the map as ``map`` (or ``data``), the voxel size as attribute
+    ``voxel_size_A`` and, optionally, the two half maps as ``half1`` and ``half2``; each is an
+    array or an OME-Zarr image group with its array at ``0`` (as :func:`write_map_zarr` writes).
 
     Parameters
     ----------

@@ -125,6 +125,7 @@ def refine_orientations(
     lowpass_A: float = 2.0,
     n_iterations: int = 20,
     callback: Callable[[int, pd.Series], None] | None = None,
+    iteration_callback: Callable[[int, int, float], None] | None = None,
     **options: Any,
 ) -> RefinementResult:
     """Alternate reconstruction with per-image refinement of shifts and orientations.
@@ -164,6 +165,9 @@ def refine_orientations(
         Reconstruction iterations per round.
     callback : callable, optional
         Called as ``callback(round, history_row)`` after each round.
+    iteration_callback : callable, optional
+        Called as ``iteration_callback(round, iteration, error)`` after every reconstruction
+        iteration (round ``n_rounds`` is the final reconstruction).
     **options
         Passed on to :func:`reconstruct` (``support``, ``positivity``, ...).
 
@@ -189,6 +193,12 @@ def refine_orientations(
     step = float(angle_step_deg)
     rows = []
     volume = options.pop("initial", None)
+
+    def per_iteration(round_index: int) -> Callable[[int, float], None] | None:
+        if iteration_callback is None:
+            return None
+        return lambda iteration, error: iteration_callback(round_index, iteration, error)
+
     for round_index in range(n_rounds):
         # Warm start: each round continues from the previous map.
         result = reconstruct(
@@ -198,6 +208,7 @@ def refine_orientations(
             voxel_size_A=voxel_size_A,
             n_iterations=n_iterations,
             initial=volume,
+            callback=per_iteration(round_index),
             **options,
         )
         volume = result.volume
@@ -264,6 +275,7 @@ def refine_orientations(
         voxel_size_A=voxel_size_A,
         n_iterations=n_iterations,
         initial=volume,
+        callback=per_iteration(n_rounds),
         **options,
     )
     scores = _score(images, final.volume, matrices, shifts, voxel_size_A, device)

@@ -1,0 +1,129 @@
+# Atoms, lattice and strain of every particle map; validation against the simulator's truth.
+
+
+rule trace:
+    """Map → atom positions (sub-voxel fits), intensities and species."""
+    input:
+        map=f"{PARTICLE}/map.zarr",
+    output:
+        atoms=f"{PARTICLE}/traced/atoms.parquet",
+        model=f"{PARTICLE}/traced/model.xyz",
+    params:
+        outdir=lambda wildcards: f"{particle_dir(wildcards)}/traced",
+        elements=lambda wildcards: sample(wildcards.dataset).elements,
+    log:
+        f"{LOGS}/trace/{{dataset}}/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/trace/{{pid}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon trace {input.map:q} {params.outdir:q} --elements {params.elements:q} "
+        "> {log:q} 2>&1"
+
+
+rule lattice:
+    """Atoms → lattice fit, Miller indices, displacements, strain tensors, radial profile, models."""
+    input:
+        atoms=f"{PARTICLE}/traced/atoms.parquet",
+    output:
+        atoms=f"{PARTICLE}/atoms.parquet",
+        csv=f"{PARTICLE}/atoms.csv",
+        lattice=f"{PARTICLE}/lattice.json",
+        profile=f"{PARTICLE}/radial_profile.csv",
+        models=multiext(f"{PARTICLE}/model", ".xyz", ".cif", ".pdb"),
+    params:
+        outdir=lambda wildcards: particle_dir(wildcards),
+        structure=config["lattice"]["structure"],
+        strain=(
+            f"--strain-radius-A {config['lattice']['strain_radius_A']}"
+            if config["lattice"].get("strain_radius_A")
+            else ""
+        ),
+    log:
+        f"{LOGS}/lattice/{{dataset}}/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/lattice/{{pid}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon lattice {input.atoms:q} {params.outdir:q} --structure {params.structure} "
+        "{params.strain} > {log:q} 2>&1"
+
+
+rule validate_particle:
+    """Traced model vs the simulator's true atoms: recall, precision, errors in pm, strain RMSE."""
+    input:
+        atoms=f"{PARTICLE}/atoms.parquet",
+        truth=truth_dir,
+    output:
+        f"{PARTICLE}/validation.csv",
+    log:
+        f"{LOGS}/validate/{{dataset}}/{{pid}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon validate {input.atoms:q} {input.truth:q}/atoms.csv {output:q} > {log:q} 2>&1"
+
+
+rule summarize:
+    """One row per particle: size, atom counts, lattice parameter, strain, FSC, precision."""
+    input:
+        particle_outputs,
+    output:
+        csv=f"{RESULTS}/{{dataset}}/particles.csv",
+        parquet=f"{RESULTS}/{{dataset}}/particles.parquet",
+    wildcard_constraints:
+        dataset=one_of(datasets(with_truth=False)),
+    params:
+        outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
+        particles=particle_dirs,
+    log:
+        f"{LOGS}/summarize/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon summarize {params.outdir:q} {params.particles} "
+        "--dataset {wildcards.dataset:q} > {log:q} 2>&1"
+
+
+rule summarize_with_truth:
+    """The particles table, and the validation table of a simulated dataset."""
+    input:
+        particle_outputs,
+    output:
+        csv=f"{RESULTS}/{{dataset}}/particles.csv",
+        parquet=f"{RESULTS}/{{dataset}}/particles.parquet",
+        validation=f"{RESULTS}/{{dataset}}/validation.csv",
+    wildcard_constraints:
+        dataset=one_of(datasets(with_truth=True)),
+    params:
+        outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
+        particles=particle_dirs,
+    log:
+        f"{LOGS}/summarize/{{dataset}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon summarize {params.outdir:q} {params.particles} --dataset {wildcards.dataset:q} "
+        "--validation-csv {output.validation:q} > {log:q} 2>&1"
