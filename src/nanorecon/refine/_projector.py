@@ -105,34 +105,84 @@ class FourierSliceProjector:
         self.shape = (size, size, size)
         self.dtype = supported_float_type(dtype)
         self.complex_dtype = np.result_type(self.dtype, np.complex64)
+        self._matrices = matrices
 
-        # Image frequencies [cycles/pixel] on the centred grid, inside the Nyquist disk. The strict
+        # Image frequencies [cycles/image] on the centred grid, inside the Nyquist disk. The strict
         # inequality keeps the set symmetric under k → -k (even N has no +N/2 partner of -N/2).
         k = np.arange(size) - size // 2
         ky, kx = np.meshgrid(k, k, indexing="ij")
         inside = (kx**2 + ky**2) < (size / 2) ** 2
-        self._flat_index = xp.asarray(np.flatnonzero(inside))
-        kx, ky = kx[inside] / size, ky[inside] / size
-        # Central slice q = kx·R[0] + ky·R[1] in map (x, y, z); NUFFT axes are the map (z, y, x).
-        q = (
-            kx[None, :, None] * matrices[:, None, 0, :]
-            + ky[None, :, None] * matrices[:, None, 1, :]
-        )
-        points = tuple(xp.asarray(2 * np.pi * q[..., axis].ravel()) for axis in (2, 1, 0))
-        self.points = points
+        kx, ky = kx[inside], ky[inside]
         self.n_points = kx.size
+        # Maps and images are real, so their spectra are Hermitian: only the half plane kx > 0 or
+        # (kx = 0, ky ≥ 0) is transformed, which halves the NUFFT work.
+        half = (kx > 0) | ((kx == 0) & (ky >= 0))
+        hx, hy = kx[half], ky[half]
+        self.n_half_points = hx.size
+        position = np.full((size, size), -1)
+        position[ky + size // 2, kx + size // 2] = np.arange(self.n_points)
+        half_of = np.full(self.n_points, -1)
+        half_of[half] = np.arange(hx.size)
+        mirror = position[size // 2 - ky, size // 2 - kx]
+        # Each full-set sample maps to itself or to its Hermitian partner in the half set.
+        self._full_to_half = xp.asarray(np.where(half, half_of, half_of[mirror]))
+        self._half = xp.asarray(np.flatnonzero(half))
+        # Positions in the (N, N // 2 + 1) rfft2 layout; the kx = 0 column also needs ky < 0.
+        width = size // 2 + 1
+        self._rfft_index = xp.asarray((hy % size) * width + hx)
+        column = np.flatnonzero((hx == 0) & (hy > 0))
+        self._column_source = xp.asarray(column)
+        self._column_target = xp.asarray((-hy[column] % size) * width)
+        # A half-set sample stands for itself and its partner (the origin only for itself).
+        multiplicity = np.where((hx == 0) & (hy == 0), 1.0, 2.0)
 
+        # Central slice q = kx·R[0] + ky·R[1] in map (x, y, z); NUFFT axes are the map (z, y, x).
+        real = np.float32 if self.complex_dtype == np.complex64 else np.float64
+        points = tuple(
+            xp.asarray(
+                (
+                    (2 * np.pi / size)
+                    * (
+                        hx[None, :] * matrices[:, None, 0, axis]
+                        + hy[None, :] * matrices[:, None, 1, axis]
+                    )
+                )
+                .ravel()
+                .astype(real)
+            )
+            for axis in (2, 1, 0)
+        )
+
+        # One phase per sample: the shift and the move of the image centre to index N // 2
+        # (which replaces fftshift / ifftshift of the images).
         shifts = _shifts_px(shifts_A, n, voxel_size_A)
-        self._phase = None
-        if shifts is not None and np.any(shifts):
-            ramp = np.exp(-2j * np.pi * (kx[None, :] * shifts[:, :1] + ky[None, :] * shifts[:, 1:]))
-            self._phase = xp.asarray(ramp.astype(self.complex_dtype))
+        centre = np.zeros((1, 2)) if shifts is None else shifts
+        centre = centre + size // 2
+        ramp = np.exp(
+            -2j * np.pi * (hx[None, :] * centre[:, :1] + hy[None, :] * centre[:, 1:]) / size
+        )
+        self._phase = xp.asarray(ramp.astype(self.complex_dtype))
+        back = ramp.conj() * multiplicity / float(size) ** 2
+        self._back_phase = xp.asarray(back.astype(self.complex_dtype))
+        self._multiplicity = xp.asarray(multiplicity.astype(self.complex_dtype))
 
         shape = (size, size, size)
         options: dict[str, Any] = {"dtype": self.complex_dtype, "eps": eps, "n_threads": n_threads}
         self._forward = NufftPlan(2, shape, points, isign=-1, **options)
         self._adjoint = NufftPlan(1, shape, points, isign=1, **options)
         self.library = self._forward.library
+
+    @property
+    def points(self) -> tuple[Any, Any, Any]:
+        """Angular coordinates (z, y, x) [rad] of all Fourier samples, image after image."""
+        size, xp = self.size, self.xp
+        k = np.arange(size) - size // 2
+        ky, kx = np.meshgrid(k, k, indexing="ij")
+        inside = (kx**2 + ky**2) < (size / 2) ** 2
+        kx, ky = kx[inside] / size, ky[inside] / size
+        m = self._matrices
+        q = kx[None, :, None] * m[:, None, 0, :] + ky[None, :, None] * m[:, None, 1, :]
+        return tuple(xp.asarray(2 * np.pi * q[..., axis].ravel()) for axis in (2, 1, 0))
 
     def sample_density(self, *, width_voxels: float | None = None) -> Any:
         """Density of the Fourier samples of all images around each sample.
@@ -152,10 +202,13 @@ class FourierSliceProjector:
         r = xp.arange(size, dtype=self.dtype) - size // 2
         window = xp.exp(-(r**2) / (2 * width**2))
         window = window[:, None, None] * window[None, :, None] * window[None, None, :]
-        ones = xp.ones(self.n_images * self.n_points, self.complex_dtype)
-        pattern = self._adjoint.execute(ones) * window
+        # The pattern of all samples (both half planes) is real: Re of the half-set sum.
+        counts = xp.broadcast_to(self._multiplicity, (self.n_images, self.n_half_points))
+        pattern = self._adjoint.execute(counts.ravel()).real
+        pattern *= window
         density = self._forward.execute(pattern).real / float(window.sum())
-        return density.reshape(self.n_images, self.n_points).astype(self.dtype, copy=False)
+        density = density.reshape(self.n_images, self.n_half_points)[:, self._full_to_half]
+        return density.astype(self.dtype, copy=False)
 
     def forward(self, volume: Any) -> Any:
         """Project a map.
@@ -173,15 +226,14 @@ class FourierSliceProjector:
         xp, n, size = self.xp, self.n_images, self.size
         if tuple(volume.shape) != (size,) * 3:
             raise ValueError(f"volume must have shape {(size,) * 3}, got {tuple(volume.shape)}")
-        values = self._forward.execute(volume).reshape(n, self.n_points)
-        if self._phase is not None:
-            values *= self._phase
-        spectrum = xp.zeros((n, size * size), dtype=self.complex_dtype)
-        spectrum[:, self._flat_index] = values
-        spectrum = spectrum.reshape(n, size, size)
-        axes = (-2, -1)
-        images = xp.fft.fftshift(xp.fft.ifft2(xp.fft.ifftshift(spectrum, axes=axes)), axes=axes)
-        return images.real.astype(self.dtype, copy=False)
+        values = self._forward.execute(volume).reshape(n, self.n_half_points)
+        values *= self._phase
+        spectrum = xp.zeros((n, size * (size // 2 + 1)), dtype=self.complex_dtype)
+        spectrum[:, self._rfft_index] = values
+        spectrum[:, self._column_target] = values[:, self._column_source].conj()
+        spectrum = spectrum.reshape(n, size, size // 2 + 1)
+        images = xp.fft.irfft2(spectrum, s=(size, size), axes=(-2, -1))
+        return images.astype(self.dtype, copy=False)
 
     def adjoint(
         self, images: Any, *, weights: ArrayLike | None = None, sample_weights: Any = None
@@ -196,7 +248,9 @@ class FourierSliceProjector:
             Per-image factors applied before back-projection.
         sample_weights : ndarray of shape (n, M), optional
             Non-negative factors on the Fourier samples (e.g. ``1 / sample_density()``); with
-            them the result is ``Pᵀ W y`` for the image-space filter ``W`` they define.
+            them the result is ``Pᵀ W y`` for the image-space filter ``W`` they define (taken as
+            Hermitian: the factor of a sample in the half plane kx > 0 or (kx = 0, ky ≥ 0)
+            also applies to its partner at -k).
 
         Returns
         -------
@@ -206,21 +260,19 @@ class FourierSliceProjector:
         xp, n, size = self.xp, self.n_images, self.size
         if tuple(images.shape) != (n, size, size):
             raise ValueError(f"images must have shape {(n, size, size)}, got {tuple(images.shape)}")
-        data = images.astype(self.complex_dtype)
+        data = images.astype(self.dtype, copy=False)
         if weights is not None:
             w = xp.asarray(weights, dtype=self.dtype)
             if w.shape != (n,):
                 raise ValueError(f"weights must have shape ({n},), got {tuple(w.shape)}")
-            data *= w[:, None, None]
-        axes = (-2, -1)
-        spectrum = xp.fft.fftshift(xp.fft.fft2(xp.fft.ifftshift(data, axes=axes)), axes=axes)
-        values = spectrum.reshape(n, size * size)[:, self._flat_index] / (size * size)
-        if self._phase is not None:
-            values *= self._phase.conj()
+            data = data * w[:, None, None]
+        spectrum = xp.fft.rfft2(data, axes=(-2, -1)).reshape(n, -1)
+        values = spectrum[:, self._rfft_index]
+        values *= self._back_phase
         if sample_weights is not None:
-            values *= xp.asarray(sample_weights).reshape(n, self.n_points)
+            values *= xp.asarray(sample_weights).reshape(n, self.n_points)[:, self._half]
         volume = self._adjoint.execute(values.ravel())
-        return volume.real.astype(self.dtype, copy=False)
+        return volume.real.astype(self.dtype, copy=True)
 
 
 def project(

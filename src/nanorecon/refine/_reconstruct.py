@@ -48,7 +48,7 @@ def reconstruct(
     support: Any = None,
     positivity: bool = True,
     initial: Any = None,
-    eps: float = 1e-6,
+    eps: float = 1e-4,
     n_threads: int | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> ReconstructionResult:
@@ -91,9 +91,10 @@ def reconstruct(
     initial : ndarray of shape (N, N, N), optional
         Starting map (zeros when None).
     eps : float, optional
-        Relative NUFFT tolerance.
+        Relative NUFFT tolerance; the default lies far below the noise of measured images and
+        lets finufft use its small (1.25×) fine grid, ~3× faster than ``eps < 2e-5`` in float32.
     n_threads : int, optional
-        CPU threads for finufft.
+        CPU threads for finufft (all cores when None).
     callback : callable, optional
         Called as ``callback(iteration, error)`` after each iteration (for progress bars).
 
@@ -137,13 +138,15 @@ def reconstruct(
         mask = xp.asarray(support, dtype=bool)
         if mask.shape != (size,) * 3:
             raise ValueError(f"support must have shape {(size,) * 3}, got {tuple(mask.shape)}")
+        outside = ~mask
 
     def constrain(x: Any) -> Any:
+        # In place: `x` is always a fresh array here.
         if positivity:
-            x = xp.maximum(x, 0)
+            xp.maximum(x, 0, out=x)
         if mask is not None:
-            x = xp.where(mask, x, 0)
-        return x.astype(dtype, copy=False)
+            x[outside] = 0
+        return x
 
     sample_weights = None
     if density_compensation:
@@ -151,16 +154,24 @@ def reconstruct(
         sample_weights = 1 / xp.maximum(density, regularization * float(density.max()))
     rate = dtype.type(step / _gram_norm(projector, sample_weights))
 
-    x = xp.zeros((size,) * 3, dtype) if initial is None else constrain(xp.asarray(initial, dtype))
+    if initial is None:
+        x = xp.zeros((size,) * 3, dtype)
+    else:
+        x = constrain(xp.array(initial, dtype=dtype, copy=True))
     norm = float(xp.abs(images).sum())
     if norm == 0:
         raise ValueError("images are all zero")
-    residual = projector.forward(x) - images
+    residual = projector.forward(x)
+    residual -= images
     best, best_error, best_iteration = x, float(xp.abs(residual).sum()) / norm, -1
     errors = np.empty(n_iterations)
     for iteration in range(n_iterations):
-        x = constrain(x - rate * projector.adjoint(residual, sample_weights=sample_weights))
-        residual = projector.forward(x) - images
+        step_map = projector.adjoint(residual, sample_weights=sample_weights)
+        step_map *= -rate
+        step_map += x
+        x = constrain(step_map)
+        residual = projector.forward(x)
+        residual -= images
         errors[iteration] = float(xp.abs(residual).sum()) / norm
         if errors[iteration] < best_error:
             best, best_error, best_iteration = x, errors[iteration], iteration
