@@ -127,3 +127,7 @@ def test_slurm_profile_plans_cluster_jobs(run_snakemake, workdir: Path):
     assert "slurm_partition=cpu" in result.stdout
     assert "rule ingest" in result.stdout
     assert "rule simulate_tomography" in result.stdout
+    # the reconstruction asks SLURM for a GPU on the GPU partition and then computes on it
+    job = result.stdout.split("rule reconstruct:", 1)[1].split("\n\n", 1)[0]
+    assert "gpu=1" in job and "slurm_partition=gpu" in job
+    assert "--device gpu" in job

@@ -18,7 +18,8 @@ rule reconstruct:
         truth=lambda wildcards, input: f"--truth {shlex.quote(input.truth)}" if "truth" in input.keys() else "",
         iterations=config["reconstruct"]["iterations"],
         rounds=config["reconstruct"]["rounds"],
-        device=config["reconstruct"]["device"],
+        # the device follows the GPU request, so a profile that grants a GPU (profiles/slurm) uses it
+        device=lambda wildcards, resources: "gpu" if resources.gpu > 0 else "cpu",
     log:
         f"{LOGS}/reconstruct/{{dataset}}/{{pid}}.log",
     benchmark:
