@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
 from ..backend import get_array_module, supported_float_type
+from ._gridding import GriddingPlan
 from ._nufft import NufftPlan
 
 __all__ = ["FourierSliceProjector", "as_rotation_matrices", "backproject", "project"]
@@ -73,11 +75,19 @@ class FourierSliceProjector:
     dtype : float32 or float64, optional
         Precision of maps and images (the NUFFT runs in the matching complex type).
     device : {"cpu", "gpu"}, optional
-        numpy + finufft or cupy + cufinufft.
+        numpy or cupy arrays.
     eps : float, optional
         Relative NUFFT tolerance.
     n_threads : int, optional
         CPU threads for finufft (all cores when None).
+    method : {"auto", "nufft", "gridding"}, optional
+        ``"nufft"``: finufft (CPU) or cufinufft (GPU). ``"gridding"``: Kaiser–Bessel gridding with
+        array-module operations only (:class:`~nanorecon.refine._gridding.GriddingPlan`), slower
+        on the CPU but needing no NUFFT library. ``"auto"``: nufft, except on a GPU without
+        cufinufft.
+    gridding_options : dict, optional
+        Extra keywords of :class:`~nanorecon.refine._gridding.GriddingPlan` (``width``,
+        ``oversampling``, ``chunk_points``) when gridding is used.
     """
 
     def __init__(
@@ -91,8 +101,12 @@ class FourierSliceProjector:
         device: str = "cpu",
         eps: float = 1e-6,
         n_threads: int | None = None,
+        method: str = "auto",
+        gridding_options: dict[str, Any] | None = None,
     ) -> None:
         xp = get_array_module(device)
+        if method not in ("auto", "nufft", "gridding"):
+            raise ValueError(f"method must be 'auto', 'nufft' or 'gridding', not {method!r}")
         matrices = as_rotation_matrices(rotations)
         n, size = len(matrices), int(size)
         if size < 2:
@@ -167,9 +181,17 @@ class FourierSliceProjector:
         self._multiplicity = xp.asarray(multiplicity.astype(self.complex_dtype))
 
         shape = (size, size, size)
-        options: dict[str, Any] = {"dtype": self.complex_dtype, "eps": eps, "n_threads": n_threads}
-        self._forward = NufftPlan(2, shape, points, isign=-1, **options)
-        self._adjoint = NufftPlan(1, shape, points, isign=1, **options)
+        if method == "auto":
+            no_cufinufft = importlib.util.find_spec("cufinufft") is None
+            method = "gridding" if device == "gpu" and no_cufinufft else "nufft"
+        options: dict[str, Any] = {"dtype": self.complex_dtype, "eps": eps}
+        if method == "gridding":
+            plan_class = GriddingPlan
+            options.update(gridding_options or {})
+        else:
+            plan_class, options["n_threads"] = NufftPlan, n_threads
+        self._forward = plan_class(2, shape, points, isign=-1, **options)
+        self._adjoint = plan_class(1, shape, points, isign=1, **options)
         self.library = self._forward.library
 
     @property
