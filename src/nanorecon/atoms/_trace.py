@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 from ..backend import asnumpy, get_array_module, get_ndimage_module, supported_float_type
 from ..lattice import atomic_number, bulk_nearest_neighbour_distance_A
 from ._gaussfit import fit_gaussians, gather, own_model, render, sphere_offsets
+from ._noise import estimate_noise, kernel_norm
 from ._peaks import local_maxima, thin_peaks
 from ._species import classify_species
 
@@ -22,7 +23,9 @@ COLUMNS = (
     "intensity",
     "amplitude",
     "width_A",
+    "width_z_A",
     "fit_residual",
+    "significance",
     "sigma_fit_A",
     "sigma_A",
 )
@@ -57,6 +60,33 @@ def _support(volume, voxel_size_A: float, level: float):
     return ndi.binary_dilation(mask, iterations=max(1, int(round(1.0 / voxel_size_A))))
 
 
+def _start_params(vol, centres, widths, xp):
+    """Fit start values: amplitude = peak height above the local minimum, given widths."""
+    params = np.zeros((len(centres), 7))
+    values = asnumpy(gather(vol, xp.asarray(centres), xp.zeros((1, 3), int)))[:, 0]
+    params[:, 0] = values
+    params[:, 4:6] = widths
+    return params
+
+
+def _fit_round(vol, centres, params, offsets, fit_radius, subtract, xp, fit_widths=True):
+    """One batched fit of all peaks; from the second round the other atoms' Gaussians are
+    subtracted first, so overlapping neighbours do not pull the positions."""
+    c = xp.asarray(centres)
+    p = xp.asarray(params, dtype=vol.dtype)
+    data = gather(vol, c, offsets)
+    if subtract:
+        reach = fit_radius + 3.0 * float(np.median(params[:, 4:6].max(axis=1)))
+        model = render(tuple(vol.shape), c, p, sphere_offsets(reach, xp), xp)
+        data = data - gather(model, c, offsets) + own_model(p, offsets.astype(vol.dtype))
+    fitted, residual, covariance = fit_gaussians(data, offsets, p, fit_widths=fit_widths)
+    return (
+        asnumpy(fitted).astype(float),
+        asnumpy(residual).astype(float),
+        asnumpy(covariance).astype(float),
+    )
+
+
 def trace_atoms(
     volume,
     voxel_size_A: float,
@@ -64,12 +94,16 @@ def trace_atoms(
     elements: Sequence[str],
     upsample: int = 1,
     threshold: float | None = None,
-    noise_sigmas: float = 4.0,
+    noise_sigmas: float = 5.0,
+    noise_sigma: float | None = None,
+    smooth_A: float | None = None,
     min_distance_A: float | None = None,
     fit_radius_A: float | None = None,
     support=None,
     min_intensity_fraction: float = 0.3,
     max_fit_residual: float = 0.5,
+    fit_widths: bool = False,
+    max_elongation: float = 2.0,
     z_exponent: float = 1.7,
     n_rounds: int = 3,
     half_maps=None,
@@ -77,24 +111,38 @@ def trace_atoms(
 ) -> pd.DataFrame:
     """Trace the atoms of a nanoparticle density map.
 
-    1. Candidates: voxels that are local maxima (3 × 3 × 3) above a threshold; by default the larger
-       of ``median + noise_sigmas × σ_noise`` (σ_noise from the median absolute deviation) and 0.3 ×
-       the expected peak of the lightest element (the highest peak scaled by
-       ``(Z_min/Z_max) ** z_exponent``). Greedy non-maximum suppression keeps candidates at least
-       ``min_distance_A`` apart (0.7 × the smallest bulk nearest-neighbour distance of
-       ``elements``).
-    2. Sub-voxel fit: every peak gets an isotropic 3D Gaussian plus constant fitted by
-       Levenberg–Marquardt to the voxels within ``fit_radius_A``; from the second round on, the
-       fitted Gaussians of all other atoms are subtracted first, so overlapping neighbours do not
-       pull the positions.
-    3. Rejection, between rounds: non-positive or too wide/narrow Gaussians, integrated intensity
-       below ``min_intensity_fraction`` × the expected lightest atom, relative fit residual above
-       ``max_fit_residual``, atoms outside the support, and the weaker of two atoms closer than
-       ``min_distance_A``.
-    4. Species by 1D k-means on the integrated intensities (:func:`classify_species`).
-    5. With two half maps, each is traced alike and matched to the full-map atoms; the per-atom
-       estimate of the full map's positional error (per coordinate) is
-       ``sigma_A = |r₁ − r₂| / (2√3)`` (the two half maps have twice the full map's variance each).
+    Real reconstructions have a noisy background inside the particle, are often clipped to
+    non-negative values (so most voxels may be exactly 0), and their atoms are elongated along z
+    by the missing wedge; heavy and light atoms can differ six-fold in intensity. Hence:
+
+    1. Atom shape: anisotropic Gaussians (widths ``s_z``, ``s_yx``) fitted to the brightest local
+       maxima, which are atoms in any map, give the expected peak shape.
+    2. Matched filter: the map smoothed by a Gaussian of that width (``smooth_A``) raises the
+       signal-to-noise ratio of light atoms over voxel-scale noise maxima.
+    3. Support: the largest connected region of the 1 Å-smoothed map above a quarter of the
+       expected lightest atom (the brightest peaks' level × ``(Z_min/Z_max) ** z_exponent``),
+       dilated by 1 Å.
+    4. Noise σ of the smoothed map (:func:`estimate_noise`): from the two half maps when given,
+       else from the region outside the support, else from its non-zero voxels; ``noise_sigma``
+       (the unsmoothed map's σ, white noise assumed) overrides it. Background = the median of the
+       smoothed map inside the support.
+    5. Candidates: local maxima (3 × 3 × 3) of the smoothed map above ``threshold``, by default
+       background + the larger of ``noise_sigmas`` × σ and 0.25 × the expected lightest atom's
+       smoothed peak; greedy non-maximum suppression keeps them ``min_distance_A`` apart (0.7 × the
+       smallest bulk nearest-neighbour distance of ``elements``).
+    6. Sub-voxel fit: the anisotropic Gaussian of step 1 (widths fixed unless ``fit_widths``) plus
+       a constant, fitted by Levenberg–Marquardt to the unsmoothed map within ``fit_radius_A``;
+       from the second round on the fitted Gaussians of all other atoms are subtracted first.
+    7. Rejection, between rounds: (with ``fit_widths``) mean width outside 0.5–2 × the brightest
+       atoms', elongation ``s_z/s_yx`` beyond ``max_elongation`` × theirs; integrated intensity below
+       ``min_intensity_fraction`` × the expected lightest atom, relative fit residual above
+       ``max_fit_residual`` (+ the voxel noise σ; not in the first round), smoothed map at the
+       fitted position below the candidate threshold,
+       atoms outside the support, and the weaker of two atoms closer than ``min_distance_A``.
+    8. Species by k-means on log intensities (:func:`classify_species`).
+    9. With two half maps, each is traced alike (noise σ × √2) and matched to the full-map atoms;
+       the per-atom estimate of the full map's positional error (per coordinate) is
+       ``sigma_A = |r₁ − r₂| / (2√3)``.
 
     Parameters
     ----------
@@ -107,27 +155,38 @@ def trace_atoms(
     upsample : int, optional
         Cubic-spline upsampling factor applied first (1: none).
     threshold : float, optional
-        Candidate threshold in map units, overriding the automatic one.
+        Candidate threshold on the smoothed map [map units], overriding the automatic one.
     noise_sigmas : float, optional
-        Noise multiple in the automatic threshold.
+        Noise multiple (of the smoothed map's σ) in the automatic threshold.
+    noise_sigma : float, optional
+        Noise standard deviation of the (unsmoothed) map [map units], overriding the estimate.
+    smooth_A : float, optional
+        σ of the matched filter [Å]; by default the brightest atoms' geometric-mean width.
     min_distance_A : float, optional
         Minimum atom separation [Å].
     fit_radius_A : float, optional
         Radius of the fitting sphere [Å]; 0.4 × the smallest bulk nearest-neighbour distance by
         default.
     support : ndarray of bool, shape (Z, Y, X), optional
-        Region allowed to hold atoms; by default the largest connected region of the 1 Å-smoothed
-        map above a quarter of its median at the candidates, dilated by 1 Å.
+        Region allowed to hold atoms (see 3 for the default).
     min_intensity_fraction : float, optional
-        Rejection level for weak peaks (see 3).
+        Rejection level for weak peaks (see 7).
     max_fit_residual : float, optional
         Largest RMS fit residual relative to the fitted amplitude.
+    fit_widths : bool, optional
+        Fit each atom's widths too (and reject atoms with mean width outside 0.5–2 × the
+        brightest atoms' or elongation beyond ``max_elongation``); by default every atom is fitted
+        with the brightest atoms' anisotropic shape, which keeps weak light atoms' fits stable in
+        voxel-scale noise and makes the intensity a matched-filter estimate.
+    max_elongation : float, optional
+        With ``fit_widths``: largest factor between an atom's ``s_z/s_yx`` and the brightest
+        atoms' (either way).
     z_exponent : float, optional
         Z-contrast exponent (intensity ∝ Z ** z_exponent) for thresholds and species start values.
     n_rounds : int, optional
         Fit / reject rounds (the first without neighbour subtraction).
     half_maps : tuple of two ndarrays, optional
-        Independent half-set maps for the per-atom uncertainty ``sigma_A``.
+        Independent half-set maps, for the noise level and the per-atom uncertainty ``sigma_A``.
     match_distance_A : float, optional
         Largest distance for matching half-map atoms to full-map atoms [Å].
 
@@ -135,9 +194,12 @@ def trace_atoms(
     -------
     DataFrame
         One row per atom: ``x_A, y_A, z_A`` [Å], ``element``, ``intensity`` (integrated Gaussian
-        [map units · Å³]), ``amplitude`` [map units], ``width_A`` (Gaussian σ [Å]), ``fit_residual``
-        (RMS residual / amplitude), ``sigma_fit_A`` (per-coordinate position error from the fit's
-        covariance [Å]), ``sigma_A`` (from the half maps [Å]; NaN without them or when unmatched).
+        [map units · Å³]), ``amplitude`` [map units], ``width_A`` (geometric-mean Gaussian σ [Å]),
+        ``width_z_A`` (σ along z [Å]), ``fit_residual`` (RMS residual / amplitude),
+        ``significance`` (smoothed map above background at the atom / noise σ),
+        ``sigma_fit_A`` (per-coordinate position error from the fit's covariance [Å]),
+        ``sigma_A`` (from the half maps [Å]; NaN without them or when unmatched).
+        ``atoms.attrs`` holds the noise σ, its method, the background and the threshold.
 
     References
     ----------
@@ -153,14 +215,83 @@ def trace_atoms(
         raise ValueError("elements must name at least one element")
     if upsample < 1:
         raise ValueError(f"upsample must be >= 1, got {upsample}")
-    vol = volume.astype(supported_float_type(volume.dtype), copy=False)
+    if half_maps is not None:
+        if len(half_maps) != 2:
+            raise ValueError("half_maps must hold exactly two maps")
+        if any(tuple(h.shape) != tuple(volume.shape) for h in half_maps):
+            raise ValueError("half_maps must have the shape of volume")
+    dtype = supported_float_type(volume.dtype)
+    vol = volume.astype(dtype, copy=False)
+    halves = None if half_maps is None else [xp.asarray(h).astype(dtype) for h in half_maps]
     if upsample > 1:
         vol = _upsample(vol, upsample)
+        halves = None if halves is None else [_upsample(h, upsample) for h in halves]
         voxel_size_A = voxel_size_A / upsample
         if support is not None:
             support = _upsample(xp.asarray(support, dtype=vol.dtype), upsample) > 0.5
-    shape = np.array(vol.shape)
+    options = {
+        "elements": elements,
+        "threshold": threshold,
+        "noise_sigmas": noise_sigmas,
+        "smooth_A": smooth_A,
+        "min_distance_A": min_distance_A,
+        "fit_radius_A": fit_radius_A,
+        "min_intensity_fraction": min_intensity_fraction,
+        "max_fit_residual": max_fit_residual,
+        "fit_widths": fit_widths,
+        "max_elongation": max_elongation,
+        "z_exponent": z_exponent,
+        "n_rounds": n_rounds,
+    }
+    atoms, state = _trace(
+        vol, voxel_size_A, support=support, half_maps=halves, noise_sigma=noise_sigma, **options
+    )
+    if halves is not None and len(atoms):
+        options["smooth_A"] = state["smooth_A"]
+        # Each half holds half the data: twice the full map's noise variance.
+        traced = [
+            _trace(
+                h,
+                voxel_size_A,
+                support=state["support"],
+                half_maps=None,
+                noise_sigma=None,
+                noise_f=tuple(np.sqrt(2.0) * np.array(state["noise_sigma"])),
+                **options,
+            )[0][["x_A", "y_A", "z_A"]].to_numpy()
+            for h in halves
+        ]
+        atoms["sigma_A"] = half_map_sigma(
+            atoms[["x_A", "y_A", "z_A"]].to_numpy(), *traced, match_distance_A=match_distance_A
+        )
+    return atoms
 
+
+def _trace(
+    vol,
+    voxel_size_A,
+    *,
+    elements,
+    support,
+    half_maps,
+    noise_sigma,
+    threshold,
+    noise_sigmas,
+    smooth_A,
+    min_distance_A,
+    fit_radius_A,
+    min_intensity_fraction,
+    max_fit_residual,
+    fit_widths,
+    max_elongation,
+    z_exponent,
+    n_rounds,
+    noise_f=None,
+):
+    """The tracing steps of :func:`trace_atoms` on one (already upsampled) map; returns the atoms
+    and the state the half-map tracings reuse (smoothing width, support, noise σ)."""
+    xp, ndi = get_array_module(vol), get_ndimage_module(vol)
+    shape = np.array(vol.shape)
     z = np.array([atomic_number(e) for e in elements], float)
     light_ratio = float((z.min() / z.max()) ** z_exponent)
     d_nn = min(bulk_nearest_neighbour_distance_A(e) for e in elements)
@@ -168,66 +299,101 @@ def trace_atoms(
     fit_radius_A = 0.4 * d_nn if fit_radius_A is None else float(fit_radius_A)
     fit_radius = max(fit_radius_A / voxel_size_A, 1.5)
     min_distance = min_distance_A / voxel_size_A
+    offsets = sphere_offsets(fit_radius, xp)
+    state = {"smooth_A": smooth_A, "support": support, "noise_sigma": (0.0, 0.0)}
 
-    median = float(xp.median(vol))
-    noise = 1.4826 * float(xp.median(xp.abs(vol - median)))
-    if threshold is None:
-        _, first = local_maxima(vol, threshold=median + 3.0 * noise)
-        if first.size == 0:
-            return _empty()
-        reference = float(first.max())
-        threshold = max(median + noise_sigmas * noise, 0.3 * light_ratio * (reference - median))
-    index, values = local_maxima(vol, threshold=threshold)
-    keep = thin_peaks(index.astype(float), min_distance=min_distance)
-    centres, values = index[keep], values[keep]
+    # 1. The brightest maxima are atoms in any map: their fitted shape is the atom shape.
+    index, values = local_maxima(vol, threshold=0.0)
+    if len(index) == 0:
+        return _empty(), state
+    index = index[thin_peaks(index.astype(float), min_distance=min_distance)]
+    n_bright = int(np.clip(0.01 * len(index), 5, 50))
+    bright = index[:n_bright]
+    params = _start_params(vol, bright, 1.0, xp)
+    for _ in range(2):
+        params, _, _ = _fit_round(vol, bright, params, offsets, fit_radius, False, xp)
+    ok = params[:, 0] > 0
+    if not ok.any():
+        return _empty(), state
+    width_z, width_yx = np.median(params[ok, 4]), np.median(params[ok, 5])
+    bright_amplitude = float(np.median(params[ok, 0]))
+    if smooth_A is None:
+        smooth_A = float(np.clip(np.cbrt(width_z * width_yx**2), 0.5, 3.0)) * voxel_size_A
+    smooth = smooth_A / voxel_size_A
+    state["smooth_A"] = smooth_A
+    filtered = ndi.gaussian_filter(vol, smooth)
+
+    # 3. Support from the 1 Å-smoothed map.
     if support is None:
-        smooth = asnumpy(get_ndimage_module(vol).gaussian_filter(vol, 1.0 / voxel_size_A))
-        level = 0.25 * float(np.median(smooth[tuple(centres.T)])) if len(centres) else 0.0
+        wide = asnumpy(ndi.gaussian_filter(vol, 1.0 / voxel_size_A))
+        level = 0.25 * light_ratio * float(np.median(wide[tuple(bright.T)]))
         support = _support(vol, voxel_size_A, level)
     support_np = asnumpy(support).astype(bool)
+    state["support"] = support
+
+    # 4. Noise of the smoothed map and background inside the particle.
+    if noise_f is None:
+        if noise_sigma is not None:
+            noise_f, method = float(noise_sigma) * kernel_norm(smooth), "given"
+            noise_voxel = float(noise_sigma)
+        else:
+            noise_f, method = estimate_noise(
+                vol, support=support, half_maps=half_maps, smooth_sigma_vox=smooth
+            )
+            noise_voxel, _ = estimate_noise(vol, support=support, half_maps=half_maps)
+    else:
+        method = "given"
+        noise_f, noise_voxel = noise_f
+    state["noise_sigma"] = (noise_f, noise_voxel)
+    filtered_np = asnumpy(filtered)
+    background = float(np.median(filtered_np[support_np])) if support_np.any() else 0.0
+
+    # 5. Candidates on the smoothed map.
+    bright_filtered = float(np.median(filtered_np[tuple(bright.T)])) - background
+    if threshold is None:
+        threshold = background + max(noise_sigmas * noise_f, 0.25 * light_ratio * bright_filtered)
+    index, values = local_maxima(filtered, threshold=threshold)
+    centres = index[thin_peaks(index.astype(float), min_distance=min_distance)]
     centres = centres[support_np[tuple(centres.T)]]
     if len(centres) == 0:
-        return _empty()
+        return _empty(), state
 
-    # Start values: amplitude = peak height, width from the curvature of the peak.
-    offsets = sphere_offsets(fit_radius, xp)
-    face = np.concatenate([np.eye(3, dtype=int), -np.eye(3, dtype=int)])
-    centre_values = asnumpy(gather(vol, xp.asarray(centres), xp.zeros((1, 3), int)))[:, 0]
-    face_values = asnumpy(gather(vol, xp.asarray(centres), xp.asarray(face))).mean(axis=1)
-    ratio = np.clip((face_values - median) / np.maximum(centre_values - median, 1e-30), 0.05, 0.95)
-    width0 = float(np.median(np.sqrt(-1.0 / (2.0 * np.log(ratio)))))
-    params = np.zeros((len(centres), 6))
-    params[:, 0] = centre_values - median
-    params[:, 4] = width0
-    params[:, 5] = median
-
+    # 6.–7. Fit / reject rounds on the unsmoothed map.
+    ratio0 = width_z / width_yx
+    width0 = np.cbrt(width_z * width_yx**2)
+    params = _start_params(vol, centres, (width_z, width_yx), xp)
+    params[:, 0] = np.maximum(params[:, 0], 1e-3 * bright_amplitude)
+    reference = bright_amplitude * (2.0 * np.pi) ** 1.5 * width_z * width_yx**2 * voxel_size_A**3
     for round_index in range(max(n_rounds, 1)):
-        c = xp.asarray(centres)
-        p = xp.asarray(params, dtype=vol.dtype)
-        data = gather(vol, c, offsets)
-        if round_index > 0:
-            render_offsets = sphere_offsets(fit_radius + 3.0 * float(np.median(params[:, 4])), xp)
-            model = render(tuple(shape), c, p, render_offsets, xp)
-            data = data - gather(model, c, offsets) + own_model(p, offsets.astype(vol.dtype))
-        fitted, residual, covariance = fit_gaussians(data, offsets, p)
-        params = asnumpy(fitted).astype(float)
-        residual = asnumpy(residual).astype(float)
-        covariance = asnumpy(covariance).astype(float)
-
-        intensity = params[:, 0] * (2.0 * np.pi) ** 1.5 * (params[:, 4] * voxel_size_A) ** 3
-        width_median = float(np.median(params[:, 4]))
-        strong = params[:, 0] >= 0.5 * params[:, 0].max()
-        reference = float(np.percentile(intensity[strong], 90.0))
+        params, residual, covariance = _fit_round(
+            vol, centres, params, offsets, fit_radius, round_index > 0, xp, fit_widths
+        )
+        intensity = (
+            params[:, 0] * (2.0 * np.pi) ** 1.5 * params[:, 4] * params[:, 5] ** 2 * voxel_size_A**3
+        )
         position = centres + params[:, 1:4]
         grid = np.rint(position).astype(int)
         inside = np.all((grid >= 0) & (grid < shape), axis=1)
         grid = np.clip(grid, 0, shape - 1)
+        level = asnumpy(ndi.map_coordinates(filtered, xp.asarray(position.T), order=1))
+        elongation = params[:, 4] / np.maximum(params[:, 5], 1e-9) / ratio0
+        mean_width = np.cbrt(params[:, 4] * params[:, 5] ** 2)
+        shape_ok = (
+            (mean_width > 0.5 * width0)
+            & (mean_width < 2.0 * width0)
+            & (elongation < max_elongation)
+            & (elongation > 1.0 / max_elongation)
+        )
         good = (
             (params[:, 0] > 0)
-            & (params[:, 4] > 0.4 * width_median)
-            & (params[:, 4] < 2.5 * width_median)
+            & (shape_ok | (not fit_widths))
             & (intensity > min_intensity_fraction * light_ratio * reference)
-            & (residual < max_fit_residual * np.abs(params[:, 0]))
+            # Neighbours inflate the first round's residuals; noise inflates weak atoms'.
+            & (
+                (round_index == 0)
+                | (residual < max_fit_residual * np.abs(params[:, 0]) + noise_voxel)
+            )
+            & (level > threshold)
             & inside
             & support_np[tuple(grid.T)]
         )
@@ -239,9 +405,10 @@ def trace_atoms(
         centres = grid[order]
         params = params[order]
         params[:, 1:4] = position[order] - centres
-        residual, covariance, intensity = residual[order], covariance[order], intensity[order]
+        residual, covariance = residual[order], covariance[order]
+        intensity, level = intensity[order], level[order]
         if len(centres) == 0:
-            return _empty()
+            return _empty(), state
 
     position = centres + params[:, 1:4]
     centre_index = shape // 2
@@ -256,8 +423,10 @@ def trace_atoms(
             ).to_numpy(),
             "intensity": intensity,
             "amplitude": params[:, 0],
-            "width_A": params[:, 4] * voxel_size_A,
+            "width_A": np.cbrt(params[:, 4] * params[:, 5] ** 2) * voxel_size_A,
+            "width_z_A": params[:, 4] * voxel_size_A,
             "fit_residual": residual / params[:, 0],
+            "significance": (level - background) / max(noise_f, 1e-30),
             "sigma_fit_A": np.sqrt(
                 np.clip(np.einsum("nii->ni", covariance[:, 1:4, 1:4]).mean(axis=1), 0, None)
             )
@@ -265,28 +434,17 @@ def trace_atoms(
             "sigma_A": np.nan,
         }
     )
-    if half_maps is not None:
-        if len(half_maps) != 2:
-            raise ValueError("half_maps must hold exactly two maps")
-        options = {
-            "elements": elements,
-            "upsample": upsample,
-            "noise_sigmas": noise_sigmas,
-            "min_distance_A": min_distance_A,
-            "fit_radius_A": fit_radius_A,
-            "min_intensity_fraction": min_intensity_fraction,
-            "max_fit_residual": max_fit_residual,
-            "z_exponent": z_exponent,
-            "n_rounds": n_rounds,
+    atoms.attrs.update(
+        {
+            "noise_sigma": noise_f,
+            "noise_sigma_voxel": noise_voxel,
+            "noise_method": method,
+            "background": background,
+            "threshold": float(threshold),
+            "smooth_A": smooth_A,
         }
-        step = voxel_size_A * upsample
-        halves = [
-            trace_atoms(h, step, **options)[["x_A", "y_A", "z_A"]].to_numpy() for h in half_maps
-        ]
-        atoms["sigma_A"] = half_map_sigma(
-            atoms[["x_A", "y_A", "z_A"]].to_numpy(), *halves, match_distance_A=match_distance_A
-        )
-    return atoms
+    )
+    return atoms, state
 
 
 def half_map_sigma(

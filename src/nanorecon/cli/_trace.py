@@ -58,14 +58,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--upsample", type=int, default=1, metavar="N", help="upsampling factor (default: 1)"
     )
     parser.add_argument(
-        "--threshold", type=float, metavar="T", help="peak threshold in map units (default: auto)"
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="peak threshold on the matched-filtered map, in map units (default: auto)",
     )
     parser.add_argument(
         "--noise-sigmas",
         type=float,
-        default=4.0,
+        default=5.0,
         metavar="K",
-        help="automatic threshold: noise multiple (default: %(default)s)",
+        help=(
+            "automatic threshold: multiple of the filtered map's noise σ, from the half maps "
+            "when given (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--min-distance-A",
