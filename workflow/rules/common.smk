@@ -220,4 +220,5 @@ def all_outputs():
         outputs.append(f"{RESULTS}/{dataset}/particles.csv")
         if dataset in datasets(with_truth=True):
             outputs.append(f"{RESULTS}/{dataset}/validation.csv")
+    outputs += figure_targets()  # defined in report.smk
     return outputs

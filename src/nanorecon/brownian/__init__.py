@@ -1,1 +1,59 @@
-"""brownian."""
+"""Brownian front end: liquid-cell movie → per-particle stacks.
+
+Dose normalisation, graphene notch filter and background removal, stage drift, particle
+detection (local lattice-fringe power), linking into tracks with gap closing, cutting at
+overlaps and field exits, sub-pixel centred boxes, CTF phase flipping and frame quality.
+Everything takes and returns arrays or DataFrames; the ``nanorecon track`` and ``nanorecon
+extract`` verbs read the movie block by block and write through :mod:`nanorecon.io`.
+"""
+
+from ._ctf import ctf_sign, phase_flip
+from ._detect import DETECTION_COLUMNS, detect_particles, fringe_power_map
+from ._drift import DriftState, estimate_drift
+from ._extract import extract_boxes, fringe_quality, initial_orientations, select_frames
+from ._prepare import (
+    GRAPHENE_SPACINGS_A,
+    frequency_magnitude,
+    lattice_notch_filter,
+    normalise_dose,
+    power_spectrum_sum,
+    remove_background,
+)
+from ._track import (
+    LEFT_FIELD,
+    NOT_DETECTED,
+    OVERLAP,
+    SHORT_TRACK,
+    TRACK_COLUMNS,
+    flag_tracks,
+    link_detections,
+    track_summary,
+)
+
+__all__ = [
+    "DETECTION_COLUMNS",
+    "GRAPHENE_SPACINGS_A",
+    "LEFT_FIELD",
+    "NOT_DETECTED",
+    "OVERLAP",
+    "SHORT_TRACK",
+    "TRACK_COLUMNS",
+    "DriftState",
+    "ctf_sign",
+    "detect_particles",
+    "estimate_drift",
+    "extract_boxes",
+    "flag_tracks",
+    "frequency_magnitude",
+    "fringe_power_map",
+    "fringe_quality",
+    "initial_orientations",
+    "lattice_notch_filter",
+    "link_detections",
+    "normalise_dose",
+    "phase_flip",
+    "power_spectrum_sum",
+    "remove_background",
+    "select_frames",
+    "track_summary",
+]

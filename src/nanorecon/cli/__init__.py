@@ -24,6 +24,10 @@ VERBS = {
     "lattice": "_lattice",
     "validate": "_validate",
     "summarize": "_summarize",
+    "track": "_track",
+    "extract": "_extract",
+    "figures": "_figures",
+    "view": "_view",
 }
 
 log = logging.getLogger("nanorecon")

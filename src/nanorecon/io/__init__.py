@@ -36,6 +36,7 @@ from ._readers import RawFormatError, RawStack, open_raw_stack, pixel_size_from_
 from ._samplesheet import SampleSheetError, read_sample_sheet, sample_row
 from ._simulated import write_simulated_movie, write_simulated_tomography
 from ._tilts import read_tilt_angles
+from ._tracks import TRACK_UNITS, read_tracks, write_drift, write_tracks
 from ._zarr import create_stack_zarr, images_per_chunk, open_raw_zarr, write_array_zarr
 
 __all__ = [
@@ -82,4 +83,8 @@ __all__ = [
     "write_simulated_tomography",
     "write_table_csv",
     "write_table_parquet",
+    "TRACK_UNITS",
+    "read_tracks",
+    "write_drift",
+    "write_tracks",
 ]
