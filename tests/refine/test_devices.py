@@ -4,7 +4,6 @@ On the GPU the projector uses cufinufft when installed, else Kaiser–Bessel gri
 """
 
 import numpy as np
-import pytest
 from scipy.spatial.transform import Rotation
 
 from nanorecon.backend import asnumpy, get_array_module, to_device
