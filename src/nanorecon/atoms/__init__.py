@@ -6,7 +6,15 @@ Maps are indexed (z, y, x) with index N//2 at 0 Å; atom tables give (x, y, z) i
 :mod:`nanorecon.geometry`).
 """
 
+from ._reject import coordination_filter, half_map_significance
 from ._species import classify_species
 from ._trace import COLUMNS, half_map_sigma, trace_atoms
 
-__all__ = ["COLUMNS", "classify_species", "half_map_sigma", "trace_atoms"]
+__all__ = [
+    "COLUMNS",
+    "classify_species",
+    "coordination_filter",
+    "half_map_sigma",
+    "half_map_significance",
+    "trace_atoms",
+]

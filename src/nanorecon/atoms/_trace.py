@@ -13,6 +13,7 @@ from ..lattice import atomic_number, bulk_nearest_neighbour_distance_A
 from ._gaussfit import fit_gaussians, gather, own_model, render, sphere_offsets
 from ._noise import estimate_noise, kernel_norm
 from ._peaks import local_maxima, thin_peaks
+from ._reject import coordination_filter, half_map_significance
 from ._species import classify_species
 
 COLUMNS = (
@@ -28,6 +29,7 @@ COLUMNS = (
     "significance",
     "sigma_fit_A",
     "sigma_A",
+    "half_significance",
 )
 
 
@@ -108,6 +110,9 @@ def trace_atoms(
     n_rounds: int = 3,
     half_maps=None,
     match_distance_A: float = 0.5,
+    half_map_sigmas: float | None = None,
+    min_neighbours: int = 0,
+    bond_range: tuple[float, float] = (0.8, 1.2),
 ) -> pd.DataFrame:
     """Trace the atoms of a nanoparticle density map.
 
@@ -140,9 +145,21 @@ def trace_atoms(
        fitted position below the candidate threshold,
        atoms outside the support, and the weaker of two atoms closer than ``min_distance_A``.
     8. Species by k-means on log intensities (:func:`classify_species`).
-    9. With two half maps, each is traced alike (noise σ × √2) and matched to the full-map atoms;
-       the per-atom estimate of the full map's positional error (per coordinate) is
-       ``sigma_A = |r₁ − r₂| / (2√3)``.
+    9. Reproducibility (with two half maps): each half map is an independent measurement, so an
+       atom must be a detection in each on its own. Each half, smoothed by the same matched
+       filter, is sampled at the atom's fitted position; its value above the half's background
+       must reach ``half_map_sigmas`` × the half's noise σ (√2 × the full map's). A noise peak of
+       the full map is rarely reproduced at the same place in both independent halves, while real
+       atoms are; unlike the full-map threshold, the test does not rely on the noise being
+       Gaussian and stationary (reconstruction noise clipped by positivity is neither).
+    10. Coordination (``min_neighbours`` > 0): an atom needs at least ``min_neighbours`` others at
+        a bond distance within ``bond_range`` × [smallest, largest] bulk nearest-neighbour
+        distance of ``elements``, repeated until stable. Atoms of a close-packed particle have ≥ 3
+        (a surface adatom in a hollow site has 3), isolated noise peaks outside the surface fewer.
+    11. Species are classified again on the atoms kept.
+    12. With two half maps, each is also traced alike (noise σ × √2) and matched to the full-map
+        atoms; the per-atom estimate of the full map's positional error (per coordinate) is
+        ``sigma_A = |r₁ − r₂| / (2√3)``.
 
     Parameters
     ----------
@@ -189,6 +206,14 @@ def trace_atoms(
         Independent half-set maps, for the noise level and the per-atom uncertainty ``sigma_A``.
     match_distance_A : float, optional
         Largest distance for matching half-map atoms to full-map atoms [Å].
+    half_map_sigmas : float, optional
+        Significance [σ of one half map] an atom must reach in each half map (step 9); by default
+        ``noise_sigmas``, the full map's test applied to each half; ``-inf`` turns the test off.
+    min_neighbours : int, optional
+        Fewest neighbours at a bond distance (step 10); 0 (default) turns the test off.
+    bond_range : (float, float), optional
+        Bond distances allowed in step 10, as multiples of the smallest and the largest bulk
+        nearest-neighbour distance of ``elements``.
 
     Returns
     -------
@@ -198,7 +223,8 @@ def trace_atoms(
         ``width_z_A`` (σ along z [Å]), ``fit_residual`` (RMS residual / amplitude),
         ``significance`` (smoothed map above background at the atom / noise σ),
         ``sigma_fit_A`` (per-coordinate position error from the fit's covariance [Å]),
-        ``sigma_A`` (from the half maps [Å]; NaN without them or when unmatched).
+        ``sigma_A`` (from the half maps [Å]; NaN without them or when unmatched),
+        ``half_significance`` (the smaller significance in the two half maps [σ]; NaN without).
         ``atoms.attrs`` holds the noise σ, its method, the background and the threshold.
 
     References
@@ -215,6 +241,10 @@ def trace_atoms(
         raise ValueError("elements must name at least one element")
     if upsample < 1:
         raise ValueError(f"upsample must be >= 1, got {upsample}")
+    if min_neighbours < 0:
+        raise ValueError(f"min_neighbours must be >= 0, got {min_neighbours}")
+    if not 0 <= bond_range[0] < bond_range[1]:
+        raise ValueError(f"bond_range must be (low, high) with 0 <= low < high, got {bond_range}")
     if half_maps is not None:
         if len(half_maps) != 2:
             raise ValueError("half_maps must hold exactly two maps")
@@ -246,6 +276,38 @@ def trace_atoms(
     atoms, state = _trace(
         vol, voxel_size_A, support=support, half_maps=halves, noise_sigma=noise_sigma, **options
     )
+    keep = np.ones(len(atoms), bool)
+    if halves is not None and len(atoms):
+        positions = (
+            atoms[["z_A", "y_A", "x_A"]].to_numpy() / voxel_size_A + np.array(vol.shape) // 2
+        )
+        significance = half_map_significance(
+            positions,
+            halves,
+            support=state["support"],
+            smooth_sigma_vox=state["smooth_A"] / voxel_size_A,
+            noise_sigma=np.sqrt(2.0) * float(state["noise_sigma"][0]),
+        ).min(axis=1)
+        atoms["half_significance"] = significance
+        level = noise_sigmas if half_map_sigmas is None else half_map_sigmas
+        keep &= significance >= level
+    if min_neighbours > 0 and keep.any():
+        distances = [bulk_nearest_neighbour_distance_A(e) for e in elements]
+        bonds = (bond_range[0] * min(distances), bond_range[1] * max(distances))
+        xyz = atoms[["x_A", "y_A", "z_A"]].to_numpy()
+        keep[keep] = coordination_filter(
+            xyz[keep], bond_range_A=bonds, min_neighbours=min_neighbours
+        )
+    if not keep.all():
+        attrs = dict(atoms.attrs)
+        atoms = atoms[keep].reset_index(drop=True)
+        atoms.attrs.update(attrs)
+        atoms.attrs["n_rejected"] = int((~keep).sum())
+        if len(atoms):
+            labels = classify_species(
+                atoms["intensity"].to_numpy(), elements, z_exponent=z_exponent
+            )
+            atoms["element"] = pd.Series(labels, dtype="string").to_numpy()
     if halves is not None and len(atoms):
         options["smooth_A"] = state["smooth_A"]
         # Each half holds half the data: twice the full map's noise variance.
@@ -432,6 +494,7 @@ def _trace(
             )
             * voxel_size_A,
             "sigma_A": np.nan,
+            "half_significance": np.nan,
         }
     )
     atoms.attrs.update(

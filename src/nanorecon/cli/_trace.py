@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "OUT_DIR/atoms.parquet (positions in Å in the map frame, centred on voxel N//2; "
             "element, intensity, fit quality, position uncertainties) and OUT_DIR/model.xyz. "
             "Half maps (--half-maps, or arrays half1/half2 of a map.zarr) give per-atom "
-            "position uncertainties. Nothing is written unless the whole step succeeds."
+            "position uncertainties, and only atoms found in both half maps are kept. "
+            "Nothing is written unless the whole step succeeds."
         ),
     )
     parser.add_argument("map", metavar="MAP", help="density map: MRC file or zarr group")
@@ -74,6 +75,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     parser.add_argument(
+        "--half-map-sigmas",
+        type=float,
+        metavar="K",
+        help=(
+            "with half maps, keep only atoms at least K noise σ above background in each half "
+            "map on its own (default: --noise-sigmas; -inf turns the test off)"
+        ),
+    )
+    parser.add_argument(
+        "--min-neighbours",
+        type=int,
+        default=0,
+        metavar="N",
+        help=(
+            "keep only atoms with at least N neighbours at 0.8–1.2 × the bulk bond length "
+            "(e.g. 3 for a close-packed particle; default: %(default)s, off)"
+        ),
+    )
+    parser.add_argument(
         "--min-distance-A",
         type=float,
         metavar="D",
@@ -95,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     elements = parse_elements(args.elements)
     if args.upsample < 1:
         raise UserError(f"--upsample must be at least 1, not {args.upsample}")
+    if args.min_neighbours < 0:
+        raise UserError(f"--min-neighbours must be at least 0, not {args.min_neighbours}")
     volume, voxel_size_A, extras = read_map(args.map, voxel_size_A=args.voxel_size_A)
     log.info("%s: map %s, voxel %.4g Å", args.map, "×".join(map(str, volume.shape)), voxel_size_A)
     half_maps = extras.get("half_maps")
@@ -119,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         min_distance_A=args.min_distance_A,
         z_exponent=args.z_exponent,
         half_maps=half_maps,
+        half_map_sigmas=args.half_map_sigmas,
+        min_neighbours=args.min_neighbours,
     )
     if atoms.empty:
         raise UserError(f"no atoms found in {args.map}; check the map or lower --threshold")
