@@ -2,11 +2,20 @@
 
 Dose normalisation, graphene notch filter and background removal, stage drift, particle
 detection (local lattice-fringe power), linking into tracks with gap closing, cutting at
-overlaps and field exits, sub-pixel centred boxes, CTF phase flipping and frame quality.
+overlaps and field exits, sub-pixel centred boxes, CTF phase flipping and frame quality; ab initio
+orientations of each particle's frames (PRIME-style stochastic search with a rotational-diffusion
+prior linking consecutive frames).
 Everything takes and returns arrays or DataFrames; the ``nanorecon track`` and ``nanorecon
 extract`` verbs read the movie block by block and write through :mod:`nanorecon.io`.
 """
 
+from ._abinitio import (
+    AbInitioResult,
+    OrientationAlignment,
+    ab_initio_orientations,
+    align_orientations,
+    so3_grid,
+)
 from ._ctf import ctf_sign, phase_flip
 from ._detect import DETECTION_COLUMNS, detect_particles, fringe_power_map
 from ._drift import DriftState, estimate_drift
@@ -18,6 +27,12 @@ from ._prepare import (
     normalise_dose,
     power_spectrum_sum,
     remove_background,
+)
+from ._prior import (
+    DiffusionEstimate,
+    brownian_log_prior,
+    estimate_rotational_diffusion,
+    smooth_orientations,
 )
 from ._track import (
     LEFT_FIELD,
@@ -31,6 +46,15 @@ from ._track import (
 )
 
 __all__ = [
+    "AbInitioResult",
+    "DiffusionEstimate",
+    "OrientationAlignment",
+    "ab_initio_orientations",
+    "align_orientations",
+    "brownian_log_prior",
+    "estimate_rotational_diffusion",
+    "smooth_orientations",
+    "so3_grid",
     "DETECTION_COLUMNS",
     "GRAPHENE_SPACINGS_A",
     "LEFT_FIELD",

@@ -1,0 +1,743 @@
+"""Ab initio orientations of a tumbling particle: stochastic search on SO(3) with map updates."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.transform import Rotation
+
+from ..backend import asnumpy, get_array_module, get_ndimage_module, supported_float_type
+from ..refine import FourierSliceProjector, reconstruct
+from ._prior import estimate_rotational_diffusion, smooth_orientations
+
+__all__ = [
+    "AbInitioResult",
+    "OrientationAlignment",
+    "ab_initio_orientations",
+    "align_orientations",
+    "so3_grid",
+]
+
+logger = logging.getLogger(__name__)
+
+# Map-frame mirror z → -z: the other hand of a map (projections cannot tell them apart).
+_MIRROR = np.diag([1.0, 1.0, -1.0])
+
+
+def so3_grid(n_rotations: int) -> Rotation:
+    """Quasi-uniform rotations: a super-Fibonacci spiral on the unit quaternions.
+
+    Parameters
+    ----------
+    n_rotations : int
+        Number of rotations; the mean distance to the nearest grid rotation is about
+        ``0.8 (6π / n)^(1/3)`` rad (7° for 5000), the largest about 1.3 times that.
+
+    Returns
+    -------
+    Rotation
+        `n_rotations` rotations, deterministic.
+
+    References
+    ----------
+    .. [1] Alexa, M. Super-Fibonacci spirals: fast, low-discrepancy sampling of SO(3). Proc. IEEE
+       CVPR, 8291–8300 (2022).
+
+    Examples
+    --------
+    >>> grid = so3_grid(1000)
+    >>> angles = np.degrees((grid[1:] * grid[0].inv()).magnitude())
+    >>> len(grid), round(float(angles.min()), 1) > 5
+    (1000, True)
+    """
+    if n_rotations < 1:
+        raise ValueError(f"n_rotations must be at least 1, got {n_rotations}")
+    phi = np.sqrt(2.0)
+    psi = 1.533751168755204288118041  # root of x⁴ = x + 4
+    s = np.arange(n_rotations) + 0.5
+    r, big_r = np.sqrt(s / n_rotations), np.sqrt(1.0 - s / n_rotations)
+    alpha, beta = 2 * np.pi * s / phi, 2 * np.pi * s / psi
+    quats = np.stack(
+        [r * np.sin(alpha), r * np.cos(alpha), big_r * np.sin(beta), big_r * np.cos(beta)], axis=1
+    )
+    return Rotation.from_quat(quats)
+
+
+@dataclass(frozen=True)
+class OrientationAlignment:
+    """Global rotation (and hand) putting one set of orientations on another.
+
+    ``reference_t ≈ mirror(rotations_t) · rotation⁻¹`` where ``mirror(R) = S R S`` with
+    ``S = diag(1, 1, -1)`` when `mirrored` (the map of the other hand) and ``R`` otherwise; the
+    estimated map frame maps to the reference map frame by `rotation`.
+
+    Attributes
+    ----------
+    rotation : Rotation
+        Estimated map frame → reference map frame.
+    mirrored : bool
+        The estimate has the other hand.
+    errors_deg : ndarray of shape (n,)
+        Per-frame angle between the aligned estimate and the reference [deg].
+    """
+
+    rotation: Rotation
+    mirrored: bool
+    errors_deg: np.ndarray
+
+    def apply(self, rotations: Rotation) -> Rotation:
+        """Orientations of the estimate expressed for the reference map frame."""
+        if self.mirrored:
+            rotations = Rotation.from_matrix(_MIRROR @ rotations.as_matrix() @ _MIRROR)
+        return rotations * self.rotation.inv()
+
+    def apply_to_map(self, volume: Any, *, order: int = 1) -> Any:
+        """Move a map (z, y, x) of the estimate into the reference frame (centre at ``N // 2``)."""
+        xp, ndi = get_array_module(volume), get_ndimage_module(volume)
+        size = volume.shape[0]
+        centre = size // 2
+        if self.mirrored:
+            volume = xp.take(volume, xp.asarray((2 * centre - np.arange(size)) % size), axis=0)
+        # out(r) = vol(G⁻¹ r); ndimage reads input at matrix @ out + offset in (z, y, x).
+        flip = np.eye(3)[::-1]
+        matrix = flip @ self.rotation.inv().as_matrix() @ flip
+        offset = np.full(3, float(centre)) - matrix @ np.full(3, float(centre))
+        return ndi.affine_transform(
+            volume, xp.asarray(matrix), offset=xp.asarray(offset), order=order, mode="constant"
+        )
+
+
+def align_orientations(
+    rotations: Rotation, reference: Rotation, *, allow_mirror: bool = True
+) -> OrientationAlignment:
+    """Align a set of orientations to a reference set by one global rotation (and hand).
+
+    The per-frame differences ``reference_t⁻¹ · R_t`` are averaged (``Rotation.mean``), keeping
+    only frames within three times the median deviation (at least 5°) in two further rounds, so
+    a few wrong frames do not pull the average. With `allow_mirror` the other hand ``S R S`` is
+    aligned as well and the hand with the smaller median error is returned.
+
+    Parameters
+    ----------
+    rotations, reference : Rotation
+        n orientations each (map frame → microscope frame).
+    allow_mirror : bool, optional
+        Also try the other hand.
+
+    Returns
+    -------
+    OrientationAlignment
+    """
+    if len(rotations) != len(reference):
+        raise ValueError(f"{len(rotations)} rotations but {len(reference)} reference rotations")
+    best = None
+    for mirrored in (False, True) if allow_mirror else (False,):
+        moving = rotations
+        if mirrored:
+            moving = Rotation.from_matrix(_MIRROR @ rotations.as_matrix() @ _MIRROR)
+        differences = reference.inv() * moving
+        keep = np.ones(len(differences), dtype=bool)
+        for _ in range(3):
+            global_rotation = differences[keep].mean()
+            deviation = (differences * global_rotation.inv()).magnitude()
+            keep = deviation <= max(3 * np.median(deviation), np.radians(5.0))
+        errors = np.degrees((reference.inv() * moving * global_rotation.inv()).magnitude())
+        candidate = OrientationAlignment(global_rotation, mirrored, errors)
+        if best is None or np.median(errors) < np.median(best.errors_deg):
+            best = candidate
+    return best
+
+
+@dataclass(frozen=True)
+class AbInitioResult:
+    """Outcome of :func:`ab_initio_orientations`.
+
+    Attributes
+    ----------
+    rotations : Rotation
+        Orientation of every frame (map frame → microscope frame), in the frame of `volume`.
+    scores : ndarray of shape (n,)
+        Normalised correlation of each image with the map's projection, in the final band.
+    volume : ndarray of shape (N, N, N)
+        Ab initio map (z, y, x) at the images' pixel size, same array module as the images.
+    rotational_diffusion_rad2_per_s : float
+        ``D_r`` estimated from the final orientations [rad²/s] (per frame when the frame rate
+        is 1).
+    starts : DataFrame
+        One row per start: ``start``, ``seed``, ``mean_score`` (at the search band),
+        ``agreement_deg`` (median angle to the chosen start after global alignment, hand
+        allowed), ``mirrored``, ``chosen``.
+    start_rotations : list of Rotation
+        Orientations found by each start's global search.
+    start_volumes : list of ndarray
+        Each start's map at the search box (``search_size`` voxels of ``search_pixel_size_A``).
+    search_pixel_size_A : float
+        Voxel edge of the start maps [Å].
+    history : DataFrame
+        One row per iteration: ``start``, ``stage`` ("global" or "local"), ``iteration``,
+        ``lowpass_A``, ``mean_score``, ``mean_angle_change_deg``, ``step_rms_deg``
+        (diffusion step of the solution; NaN without the prior), ``angle_step_deg`` (local).
+    """
+
+    rotations: Rotation
+    scores: np.ndarray
+    volume: Any
+    rotational_diffusion_rad2_per_s: float
+    starts: pd.DataFrame
+    start_rotations: list
+    start_volumes: list
+    search_pixel_size_A: float
+    history: pd.DataFrame
+
+
+def ab_initio_orientations(
+    images: Any,
+    *,
+    pixel_size_A: float,
+    frame_rate_hz: float = 1.0,
+    use_prior: bool = True,
+    prior_weight: float = 1.0,
+    n_starts: int = 3,
+    seed: int = 0,
+    n_grid: int = 5000,
+    search_fraction: float = 0.5,
+    n_iterations: int = 12,
+    initial_lowpass_A: float = 8.0,
+    lowpass_A: float = 3.5,
+    n_refine_iterations: int = 5,
+    refine_lowpass_A: float = 2.0,
+    refine_step_deg: float = 4.0,
+    n_candidates: int = 24,
+    mask_radius_A: float | None = None,
+    positivity: bool = True,
+    reconstruction_iterations: int = 10,
+    final_iterations: int = 30,
+    n_threads: int | None = 1,
+) -> AbInitioResult:
+    """Orientations and a map of a particle from a movie stack, with no starting model.
+
+    Global search (PRIME-like stochastic hill climbing, each start from random orientations):
+    images are Fourier-cropped to a box whose Nyquist frequency just holds `lowpass_A`; each
+    iteration projects the current map on a quasi-uniform SO(3) grid (:func:`so3_grid`), and
+    every frame scores a random fraction of it (normalised correlation inside a soft circular
+    mask, in a raised-cosine band whose limit narrows from `initial_lowpass_A` to `lowpass_A`).
+    Without the prior a frame moves to its best candidate when that beats its current
+    orientation. With the prior, the correlations become Gaussian log-likelihoods
+    (``−n_eff (1 − c²) / (2 s)``, with ``n_eff`` the independent samples in the band and mask and
+    ``s`` the median residual fraction ``1 − c²`` of the frames' best candidates), and the
+    `n_candidates` best candidates plus the current orientation of all frames are linked by the
+    rotational-diffusion prior in a Viterbi pass (:func:`smooth_orientations`), with ``D_r``
+    re-estimated from the current solution every iteration (never below the grid spacing per
+    frame). The map is then reconstructed afresh from the new orientations (:func:`reconstruct`,
+    positivity and a spherical support). Starts are ranked by their mean correlation; the chosen
+    start is the best scoring one among those agreeing with another start (median angle after
+    global alignment, either hand, below twice the grid spacing), or the best one when none agree.
+    Per-start scores and agreement go to the log and to `starts`.
+
+    Local refinement of the chosen start: a 3 × 3 × 3 grid of small rotations around every
+    frame's orientation (step from `refine_step_deg`, halved every iteration) in a band widening
+    from `lowpass_A` to `refine_lowpass_A`, with the same prior and Viterbi pass, and a map update
+    after each iteration. The final map is reconstructed at the full box.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, N, N)
+        Centred particle images (y, x) of consecutive frames, numpy or cupy, with the particle's
+        density positive (phase-flipped, atoms bright); the median outside the mask is removed.
+    pixel_size_A : float
+        Pixel edge [Å].
+    frame_rate_hz : float, optional
+        Frames per second; only sets the unit of the diffusion constant.
+    use_prior : bool, optional
+        Link consecutive frames by the rotational-diffusion prior.
+    prior_weight : float, optional
+        Weight λ of the log-prior against the log-likelihood.
+    n_starts : int, optional
+        Independent global searches (seeds ``seed, seed + 1, …``).
+    seed : int, optional
+        Seed of the first start.
+    n_grid : int, optional
+        Rotations in the global grid.
+    search_fraction : float, optional
+        Fraction of the grid each frame scores per iteration (1: exhaustive).
+    n_iterations : int, optional
+        Global-search iterations per start.
+    initial_lowpass_A, lowpass_A : float, optional
+        Band limit of the first and last global iterations [Å].
+    n_refine_iterations : int, optional
+        Local-refinement iterations (0: none).
+    refine_lowpass_A : float, optional
+        Band limit of the last local iteration [Å].
+    refine_step_deg : float, optional
+        First step of the local grid [deg].
+    n_candidates : int, optional
+        Grid candidates per frame kept for the Viterbi pass.
+    mask_radius_A : float, optional
+        Radius of the soft circular mask and of the spherical support [Å]; 0.45 N by default.
+    positivity : bool, optional
+        Clip negative densities in the reconstructions.
+    reconstruction_iterations : int, optional
+        Reconstruction iterations per map update.
+    final_iterations : int, optional
+        Iterations of the full-box reconstruction.
+    n_threads : int, optional
+        CPU threads per NUFFT (all cores when None); one is fastest for the small search boxes,
+        parallelise over particles instead.
+
+    Returns
+    -------
+    AbInitioResult
+
+    References
+    ----------
+    .. [1] Elmlund, H., Elmlund, D. & Bengio, S. PRIME: probabilistic initial 3D model generation
+       for single-particle cryo-electron microscopy. Structure 21, 1299–1306 (2013).
+       :doi:`10.1016/j.str.2013.07.002`
+    .. [2] Kim, B. H. et al. Critical differences in 3D atomic structure of individual ligand-
+       protected nanocrystals in solution. Science 368, 60–67 (2020).
+       :doi:`10.1126/science.aax3233`
+    """
+    xp = get_array_module(images)
+    images = xp.asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (n, N, N), got {tuple(images.shape)}")
+    n, size = images.shape[0], images.shape[1]
+    if n < 5:
+        raise ValueError(f"need at least 5 images, got {n}")
+    if pixel_size_A <= 0:
+        raise ValueError(f"pixel_size_A must be positive, got {pixel_size_A}")
+    if not 0 < search_fraction <= 1:
+        raise ValueError(f"search_fraction must lie in (0, 1], got {search_fraction}")
+    if n_starts < 1 or n_iterations < 1:
+        raise ValueError("n_starts and n_iterations must be at least 1")
+    if not initial_lowpass_A >= lowpass_A >= refine_lowpass_A >= 2 * pixel_size_A:
+        raise ValueError(
+            "need initial_lowpass_A ≥ lowpass_A ≥ refine_lowpass_A ≥ 2 pixel_size_A, got "
+            f"{initial_lowpass_A}, {lowpass_A}, {refine_lowpass_A}, {pixel_size_A}"
+        )
+    dtype = supported_float_type(images.dtype)
+    images = images.astype(dtype, copy=False)
+    radius_A = 0.45 * size * pixel_size_A if mask_radius_A is None else float(mask_radius_A)
+    images = images - _outside_median(images, radius_A / pixel_size_A)
+
+    grid = so3_grid(n_grid)
+    grid_spacing_deg = float(np.degrees((6 * np.pi / n_grid) ** (1 / 3)))
+    options = {
+        "frame_rate_hz": float(frame_rate_hz),
+        "use_prior": use_prior,
+        "prior_weight": float(prior_weight),
+        "radius_A": radius_A,
+        "positivity": positivity,
+        "reconstruction_iterations": reconstruction_iterations,
+        "n_threads": n_threads,
+    }
+    search = _Stage(images, pixel_size_A, lowpass_A, radius_A, n_threads)
+    history: list[dict] = []
+    start_rotations, start_volumes, start_scores = [], [], []
+    for start in range(n_starts):
+        rng = np.random.default_rng(seed + start)
+        rotations, volume, score = _global_search(
+            search,
+            grid,
+            rng,
+            lowpass_schedule_A=np.geomspace(initial_lowpass_A, lowpass_A, n_iterations),
+            search_fraction=search_fraction,
+            n_candidates=n_candidates,
+            min_step_deg=grid_spacing_deg,
+            history=history,
+            start=start,
+            **options,
+        )
+        start_rotations.append(rotations)
+        start_volumes.append(volume)
+        start_scores.append(score)
+        logger.info("start %d (seed %d): mean score %.4f", start, seed + start, score)
+
+    chosen, agreement, mirrored = _consensus(
+        start_rotations, np.asarray(start_scores), agree_deg=2 * grid_spacing_deg
+    )
+    starts = pd.DataFrame(
+        {
+            "start": np.arange(n_starts),
+            "seed": seed + np.arange(n_starts),
+            "mean_score": start_scores,
+            "agreement_deg": agreement,
+            "mirrored": mirrored,
+            "chosen": np.arange(n_starts) == chosen,
+        }
+    )
+    for row in starts.itertuples():
+        logger.info(
+            "start %d: score %.4f, agreement with start %d %.2f deg%s",
+            row.start,
+            row.mean_score,
+            chosen,
+            row.agreement_deg,
+            " (chosen)" if row.chosen else "",
+        )
+
+    rotations = start_rotations[chosen]
+    if n_refine_iterations > 0:
+        rotations = _local_refinement(
+            images,
+            pixel_size_A,
+            rotations,
+            lowpass_schedule_A=np.geomspace(lowpass_A, refine_lowpass_A, n_refine_iterations),
+            first_step_deg=refine_step_deg,
+            history=history,
+            start=chosen,
+            **options,
+        )
+    final_band = refine_lowpass_A if n_refine_iterations > 0 else lowpass_A
+    support = _sphere(size, radius_A / pixel_size_A, xp)
+    volume = reconstruct(
+        images,
+        rotations,
+        voxel_size_A=pixel_size_A,
+        n_iterations=final_iterations,
+        support=support,
+        positivity=positivity,
+        n_threads=n_threads,
+    ).volume
+    final = _Stage(images, pixel_size_A, final_band, radius_A, n_threads)
+    scores = final.correlation_at(volume, rotations)
+    estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
+    diffusion = estimate.rotational_diffusion_rad2_per_s
+    logger.info(
+        "rotational diffusion %.4g rad²/s (step %.2f deg/frame, error %.2f deg)",
+        diffusion,
+        estimate.step_rms_deg,
+        estimate.error_rms_deg,
+    )
+    return AbInitioResult(
+        rotations=rotations,
+        scores=scores,
+        volume=volume,
+        rotational_diffusion_rad2_per_s=float(diffusion),
+        starts=starts,
+        start_rotations=start_rotations,
+        start_volumes=start_volumes,
+        search_pixel_size_A=search.pixel_size_A,
+        history=pd.DataFrame(history),
+    )
+
+
+class _Stage:
+    """Images Fourier-cropped for one band limit, with the filters that score them."""
+
+    def __init__(
+        self,
+        images: Any,
+        pixel_size_A: float,
+        lowpass_A: float,
+        radius_A: float,
+        n_threads: int | None,
+    ):
+        xp = get_array_module(images)
+        n, size = images.shape[0], images.shape[1]
+        # Nyquist a little above the band limit; even boxes keep the centre at N // 2.
+        cropped = int(np.ceil(size * pixel_size_A * 2.4 / lowpass_A))
+        cropped = min(size, cropped + cropped % 2)
+        self.xp = xp
+        self.size = cropped
+        self.pixel_size_A = pixel_size_A * size / cropped
+        self.images = _fourier_crop(images, cropped)
+        self.radius_A = radius_A
+        self.dtype = images.dtype
+        self.n_images = n
+        self.n_threads = n_threads
+        r = (xp.arange(cropped) - cropped // 2) * self.pixel_size_A
+        rr = xp.sqrt(r[:, None] ** 2 + r[None, :] ** 2)
+        edge = 2 * self.pixel_size_A
+        self.mask = (0.5 * (1 + xp.cos(np.pi * xp.clip((rr - radius_A) / edge + 1, 0, 1)))).astype(
+            self.dtype
+        )
+        self.support = _sphere(cropped, radius_A / self.pixel_size_A, xp)
+        self.set_band(lowpass_A)
+
+    def set_band(self, lowpass_A: float) -> None:
+        xp, size = self.xp, self.size
+        ky = xp.fft.fftfreq(size, d=self.pixel_size_A)[:, None]
+        kx = xp.fft.rfftfreq(size, d=self.pixel_size_A)[None, :]
+        k = xp.sqrt(kx**2 + ky**2) * lowpass_A  # 1 at the band limit
+        self.filter = (0.5 * (1 + xp.cos(np.pi * xp.clip((k - 0.8) / 0.2, 0, 1)))).astype(
+            self.dtype
+        )
+        self.filter[0, 0] = 0
+        # Independent real samples: the full-grid Fourier samples in the band (a real image's
+        # spectrum is Hermitian), in the mask's share of the box.
+        kf = xp.fft.fftfreq(size, d=self.pixel_size_A) * lowpass_A
+        in_band = float(((kf[:, None] ** 2 + kf[None, :] ** 2) <= 1).sum())
+        self.n_eff = in_band * float(self.mask.mean())
+        self.data = self.prepare(self.images)
+
+    def prepare(self, stack: Any) -> Any:
+        """Band-filtered, masked, zero-mean, unit-norm rows (m, P)."""
+        xp = self.xp
+        filtered = xp.fft.irfft2(xp.fft.rfft2(stack) * self.filter, s=stack.shape[-2:])
+        filtered = filtered * self.mask
+        rows = filtered.reshape(len(stack), -1)
+        weight = self.mask.ravel()
+        rows = rows - (rows @ weight / weight.sum())[:, None] * weight[None, :]
+        norms = xp.linalg.norm(rows, axis=1, keepdims=True)
+        return (rows / xp.maximum(norms, xp.finfo(rows.dtype).tiny)).astype(self.dtype)
+
+    def project(self, volume: Any, rotations: Rotation) -> Any:
+        device = "cpu" if self.xp is np else "gpu"
+        projector = FourierSliceProjector(
+            rotations,
+            self.size,
+            dtype=self.dtype,
+            device=device,
+            eps=1e-4,
+            n_threads=self.n_threads,
+        )
+        return projector.forward(volume)
+
+    def correlation_at(self, volume: Any, rotations: Rotation) -> np.ndarray:
+        """Correlation of every image with the map's projection at its own orientation."""
+        references = self.prepare(self.project(self._crop_volume(volume), rotations))
+        return asnumpy((self.data * references).sum(axis=1)).astype(np.float64)
+
+    def _crop_volume(self, volume: Any) -> Any:
+        if volume.shape[0] == self.size:
+            return volume
+        return _fourier_crop(volume, self.size, axes=3)
+
+    def reconstruct(self, rotations: Rotation, *, positivity: bool, n_iterations: int) -> Any:
+        return reconstruct(
+            self.images,
+            rotations,
+            voxel_size_A=self.pixel_size_A,
+            n_iterations=n_iterations,
+            support=self.support,
+            positivity=positivity,
+            n_threads=self.n_threads,
+        ).volume
+
+
+def _global_search(
+    stage: _Stage,
+    grid: Rotation,
+    rng: np.random.Generator,
+    *,
+    lowpass_schedule_A: np.ndarray,
+    search_fraction: float,
+    n_candidates: int,
+    min_step_deg: float,
+    history: list[dict],
+    start: int,
+    frame_rate_hz: float,
+    use_prior: bool,
+    prior_weight: float,
+    radius_A: float,
+    positivity: bool,
+    reconstruction_iterations: int,
+    n_threads: int | None,
+) -> tuple[Rotation, Any, float]:
+    n = stage.n_images
+    rotations = Rotation.random(n, random_state=rng)
+    volume = stage.reconstruct(
+        rotations, positivity=positivity, n_iterations=reconstruction_iterations
+    )
+    grid_quats = grid.as_quat()
+    n_grid = len(grid)
+    keep = min(n_candidates, n_grid)
+    for iteration, band in enumerate(lowpass_schedule_A):
+        stage.set_band(float(band))
+        references = stage.prepare(stage.project(volume, grid))
+        correlation = asnumpy(stage.data @ references.T).astype(np.float64)  # (n, M)
+        current = stage.correlation_at(volume, rotations)
+        subset = rng.random(correlation.shape) < search_fraction
+        correlation[~subset] = -np.inf
+        step_rms = np.nan
+        if use_prior:
+            order = np.argpartition(-correlation, keep - 1, axis=1)[:, :keep]
+            scores = np.concatenate(
+                [current[:, None], np.take_along_axis(correlation, order, 1)], 1
+            )
+            quats = np.concatenate([rotations.as_quat()[:, None], grid_quats[order]], axis=1)
+            ll = _log_likelihood(scores, stage.n_eff)
+            estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
+            step_rms = max(estimate.step_rms_deg, min_step_deg)
+            diffusion = np.radians(step_rms) ** 2 * frame_rate_hz / 6
+            chosen, _ = smooth_orientations(
+                ll,
+                quats,
+                rotational_diffusion_rad2_per_s=diffusion,
+                frame_rate_hz=frame_rate_hz,
+                prior_weight=prior_weight,
+            )
+            new = Rotation.from_quat(quats[np.arange(n), chosen])
+            new_scores = scores[np.arange(n), chosen]
+        else:
+            best = np.argmax(correlation, axis=1)
+            best_scores = correlation[np.arange(n), best]
+            better = best_scores > current
+            quats = rotations.as_quat()
+            quats[better] = grid_quats[best[better]]
+            new = Rotation.from_quat(quats)
+            new_scores = np.where(better, best_scores, current)
+        change = np.degrees((new * rotations.inv()).magnitude())
+        rotations = new
+        volume = stage.reconstruct(
+            rotations, positivity=positivity, n_iterations=reconstruction_iterations
+        )
+        history.append(
+            {
+                "start": start,
+                "stage": "global",
+                "iteration": iteration,
+                "lowpass_A": float(band),
+                "mean_score": float(new_scores.mean()),
+                "mean_angle_change_deg": float(change.mean()),
+                "step_rms_deg": float(step_rms),
+                "angle_step_deg": np.nan,
+            }
+        )
+        logger.debug("start %d global %d: %s", start, iteration, history[-1])
+    score = float(stage.correlation_at(volume, rotations).mean())
+    return rotations, volume, score
+
+
+def _local_refinement(
+    images: Any,
+    pixel_size_A: float,
+    rotations: Rotation,
+    *,
+    lowpass_schedule_A: np.ndarray,
+    first_step_deg: float,
+    history: list[dict],
+    start: int,
+    frame_rate_hz: float,
+    use_prior: bool,
+    prior_weight: float,
+    radius_A: float,
+    positivity: bool,
+    reconstruction_iterations: int,
+    n_threads: int | None,
+) -> Rotation:
+    n = images.shape[0]
+    stage = _Stage(images, pixel_size_A, float(lowpass_schedule_A[-1]), radius_A, n_threads)
+    volume = stage.reconstruct(
+        rotations, positivity=positivity, n_iterations=reconstruction_iterations
+    )
+    offsets = np.array([-1.0, 0.0, 1.0])
+    unit = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3)
+    unit = unit[np.argsort(np.abs(unit).sum(axis=1), kind="stable")]  # identity first
+    step = float(first_step_deg)
+    for iteration, band in enumerate(lowpass_schedule_A):
+        stage.set_band(float(band))
+        moves = Rotation.from_rotvec(np.radians(step) * unit)
+        # Moves in the microscope frame: candidate = move · R_t.
+        candidates = Rotation.from_matrix(
+            np.einsum("kij,njl->nkil", moves.as_matrix(), rotations.as_matrix()).reshape(-1, 3, 3)
+        )
+        references = stage.prepare(stage.project(volume, candidates))
+        references = references.reshape(n, len(unit), -1)
+        scores = asnumpy((references * stage.data[:, None, :]).sum(axis=2)).astype(np.float64)
+        quats = candidates.as_quat().reshape(n, len(unit), 4)
+        step_rms = np.nan
+        if use_prior:
+            estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
+            step_rms = max(estimate.step_rms_deg, step)
+            diffusion = np.radians(step_rms) ** 2 * frame_rate_hz / 6
+            chosen, _ = smooth_orientations(
+                _log_likelihood(scores, stage.n_eff),
+                quats,
+                rotational_diffusion_rad2_per_s=diffusion,
+                frame_rate_hz=frame_rate_hz,
+                prior_weight=prior_weight,
+            )
+        else:
+            chosen = np.argmax(scores, axis=1)
+        new = Rotation.from_quat(quats[np.arange(n), chosen])
+        change = np.degrees((new * rotations.inv()).magnitude())
+        rotations = new
+        volume = stage.reconstruct(
+            rotations, positivity=positivity, n_iterations=reconstruction_iterations
+        )
+        history.append(
+            {
+                "start": start,
+                "stage": "local",
+                "iteration": iteration,
+                "lowpass_A": float(band),
+                "mean_score": float(scores[np.arange(n), chosen].mean()),
+                "mean_angle_change_deg": float(change.mean()),
+                "step_rms_deg": float(step_rms),
+                "angle_step_deg": step,
+            }
+        )
+        logger.debug("local %d: %s", iteration, history[-1])
+        step /= 2
+    return rotations
+
+
+def _log_likelihood(scores: np.ndarray, n_eff: float) -> np.ndarray:
+    """Gaussian log-likelihood ``−n_eff (1 − c²) / (2 s)`` of normalised correlations ``c``.
+
+    For unit-norm data and the best-scaled reference the residual is ``1 − c²``; the noise level
+    ``s`` is the median over frames of the residual of their best candidate.
+    """
+    positive = np.clip(scores, 0.0, 1.0)  # -inf (unused) and anti-correlation count as zero
+    residual = 1.0 - positive**2
+    noise = max(float(np.median(residual.min(axis=1))), 1e-3)
+    ll = -n_eff * residual / (2.0 * noise)
+    return np.where(np.isfinite(scores), ll, -np.inf)
+
+
+def _consensus(
+    rotations: list[Rotation], scores: np.ndarray, *, agree_deg: float
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Chosen start, each start's median disagreement with it [deg], and its hand."""
+    n_starts = len(rotations)
+    disagreement = np.zeros((n_starts, n_starts))
+    for a in range(n_starts):
+        for b in range(a + 1, n_starts):
+            alignment = align_orientations(rotations[b], rotations[a])
+            disagreement[a, b] = disagreement[b, a] = float(np.median(alignment.errors_deg))
+    agrees = (disagreement < agree_deg).sum(axis=1) > 1  # itself and at least one other
+    ranked = np.where(agrees, scores, -np.inf) if agrees.any() else scores
+    chosen = int(np.argmax(ranked))
+    mirrored = np.array(
+        [
+            False if s == chosen else align_orientations(rotations[s], rotations[chosen]).mirrored
+            for s in range(n_starts)
+        ]
+    )
+    return chosen, disagreement[chosen], mirrored
+
+
+def _outside_median(images: Any, radius_px: float) -> Any:
+    xp = get_array_module(images)
+    size = images.shape[1]
+    r = xp.arange(size) - size // 2
+    outside = (r[:, None] ** 2 + r[None, :] ** 2) > radius_px**2
+    if not bool(outside.any()):
+        return xp.zeros((len(images), 1, 1), images.dtype)
+    return xp.median(images[:, outside], axis=1)[:, None, None].astype(images.dtype)
+
+
+def _sphere(size: int, radius_px: float, xp: Any) -> Any:
+    r = xp.arange(size) - size // 2
+    return (r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2) <= radius_px**2
+
+
+def _fourier_crop(array: Any, size: int, *, axes: int = 2) -> Any:
+    """Crop the centred spectrum of the last `axes` axes to `size` (same centre at ``N // 2``)."""
+    xp = get_array_module(array)
+    full = array.shape[-1]
+    if size == full:
+        return array
+    axis_list = tuple(range(-axes, 0))
+    spectrum = xp.fft.fftshift(xp.fft.fftn(array, axes=axis_list), axes=axis_list)
+    lo = full // 2 - size // 2
+    index = (Ellipsis,) + (slice(lo, lo + size),) * axes
+    spectrum = xp.fft.ifftshift(spectrum[index], axes=axis_list)
+    out = xp.fft.ifftn(spectrum, axes=axis_list).real * (size / full) ** axes
+    return out.astype(array.dtype, copy=False)
