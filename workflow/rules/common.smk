@@ -25,18 +25,16 @@ wildcard_constraints:
     pid=r"p\d+",
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
-REQUIRED_COLUMNS = [
-    "dataset",
-    "modality",
-    "path",
+# As `nanorecon ingest` reads the sheet: these must be in the header, the others may be left out.
+REQUIRED_COLUMNS = ["dataset", "modality", "path", "voltage_kV", "elements"]
+OPTIONAL_COLUMNS = [
     "pixel_size_A",
-    "voltage_kV",
-    "elements",
     "tilt_angles",
     "frame_rate_hz",
     "dose_e_per_A2",
     "defocus_A",
     "cs_mm",
+    "truth",  # the simulator's ground-truth folder (simulated data only)
 ]
 MODALITIES = ("tomography", "brownian")
 # fmt: off
@@ -68,11 +66,13 @@ def load_samples(sheet):
     if missing:
         raise WorkflowError(
             f"sample sheet {sheet}: missing column(s) {', '.join(missing)}; the header must name "
-            f"{', '.join(REQUIRED_COLUMNS)} (tab-separated, empty cells allowed)"
+            f"{', '.join(REQUIRED_COLUMNS)} and may add {', '.join(OPTIONAL_COLUMNS)} "
+            "(tab-separated, empty cells allowed)"
         )
     table = table.apply(lambda column: column.str.strip())
-    if "truth" not in table.columns:  # optional: the simulator's ground-truth folder
-        table["truth"] = ""
+    for column in OPTIONAL_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
     # file line numbers of the data rows (pandas skipped blank and comment lines)
     content_lines = [
         number

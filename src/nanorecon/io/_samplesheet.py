@@ -16,6 +16,7 @@ __all__ = [
     "NUMERIC_COLUMNS",
     "PATH_COLUMNS",
     "REQUIRED_COLUMNS",
+    "SHEET_COLUMNS",
     "SampleSheetError",
     "read_sample_sheet",
     "sample_row",
@@ -26,6 +27,20 @@ REQUIRED_COLUMNS = ("dataset", "modality", "path", "voltage_kV", "elements")
 #: columns of the interface that may be absent from the header (then all empty)
 OPTIONAL_COLUMNS = (
     "pixel_size_A",
+    "tilt_angles",
+    "frame_rate_hz",
+    "dose_e_per_A2",
+    "defocus_A",
+    "cs_mm",
+)
+#: the interface's columns in their documented order
+SHEET_COLUMNS = (
+    "dataset",
+    "modality",
+    "path",
+    "pixel_size_A",
+    "voltage_kV",
+    "elements",
     "tilt_angles",
     "frame_rate_hz",
     "dose_e_per_A2",

@@ -26,21 +26,10 @@ import pandas as pd
 from nanorecon import __version__
 
 from ._atomic import atomic_output
+from ._samplesheet import SHEET_COLUMNS as INTERFACE_COLUMNS
 
-SHEET_COLUMNS = [
-    "dataset",
-    "modality",
-    "path",
-    "pixel_size_A",
-    "voltage_kV",
-    "elements",
-    "tilt_angles",
-    "frame_rate_hz",
-    "dose_e_per_A2",
-    "defocus_A",
-    "cs_mm",
-    "truth",
-]
+#: the sample-sheet columns plus the simulator's ground-truth folder
+SHEET_COLUMNS = [*INTERFACE_COLUMNS, "truth"]
 
 
 def _replace_atomically(path: Path, write) -> None:
