@@ -3,10 +3,6 @@ exports (OME-Zarr map, PDB/CIF models) open in the tools scientists use."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -20,37 +16,14 @@ from nanorecon.io import read_map_zarr
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "envs"]
 DATASET = "results-ci/ci_tomo"
 PARTICLE = f"{DATASET}/particles/p000"
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("SNAKEMAKE_PROFILE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """A copy of the workflow after `snakemake --profile profiles/ci` (default target)."""
-    root = tmp_path_factory.mktemp("report") / "wf"
-    root.mkdir()
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, root / name)
-    result = snakemake(root, "--profile", "profiles/ci")
+def finished(ci_workflow) -> Path:
+    """The workflow copy after `snakemake --profile profiles/ci`."""
+    root, result = ci_workflow
     assert result.returncode == 0, result.stdout
     return root
 
@@ -71,8 +44,8 @@ def test_figure_is_a_png_of_its_size(finished: Path, name: str):
     assert pixels[..., :3].std() > 0.05  # not blank
 
 
-def test_report_embeds_every_figure(finished: Path):
-    result = snakemake(finished, "--profile", "profiles/ci", "--report", "report.html")
+def test_report_embeds_every_figure(finished: Path, run_snakemake):
+    result = run_snakemake(finished, "--profile", "profiles/ci", "--report", "report.html")
     assert result.returncode == 0, result.stdout
     html = (finished / "report.html").read_text(encoding="utf-8")
     assert len(html) > 100_000

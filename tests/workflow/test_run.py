@@ -83,9 +83,9 @@ def test_unseen_sheet_is_ingested(run_snakemake, workdir: Path, tmp_path: Path):
     assert "Nothing to be done" in again.stdout
 
 
-def test_ci_profile_runs_the_whole_workflow(run_snakemake, workdir: Path):
+def test_ci_profile_runs_the_whole_workflow(ci_workflow):
     """The reduced synthetic datasets run through every stage built so far, scored against truth."""
-    result = run_snakemake(workdir, "--profile", "profiles/ci")
+    workdir, result = ci_workflow
     assert result.returncode == 0, result.stdout
     for dataset, modality in [("ci_tomo", "tomography"), ("ci_brownian", "brownian")]:
         group = zarr.open_group(workdir / "results-ci" / dataset / "raw.zarr", mode="r")
