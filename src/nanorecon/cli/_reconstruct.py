@@ -166,12 +166,16 @@ def run(args: argparse.Namespace) -> int:
             n_rounds=args.rounds,
             n_iterations=args.iterations,
             callback=lambda i, row: log.info(
-                "round %d: error %.4f, score %.4f, Δangle %.3f°, Δshift %.3f Å",
+                "round %d: low-pass %.2f Å, error %.4f, score %.5f, RMS Δangle %.3f°, "
+                "RMS Δshift %.3f Å, gauge %.3f° / %.3f Å",
                 i,
+                row["lowpass_A"],
                 row["projection_error"],
                 row["mean_score"],
-                row["mean_angle_change_deg"],
-                row["mean_shift_change_A"],
+                row["rms_angle_change_deg"],
+                row["rms_shift_change_A"],
+                row["gauge_angle_deg"],
+                row["gauge_shift_A"],
             ),
             iteration_callback=lambda r, i, e: record(
                 "refine" if r < args.rounds else "final", r, i, e

@@ -100,9 +100,13 @@ class RefinementResult:
     scores : ndarray of shape (n,)
         Normalised cross-correlation of each image with its final projection.
     history : DataFrame
-        One row per round: ``round``, ``projection_error`` (R of the round's map),
-        ``mean_score`` (normalised cross-correlation after the round's matching),
-        ``mean_shift_change_A``, ``mean_angle_change_deg``, ``angle_step_deg``.
+        One row per round: ``round``, ``lowpass_A`` (resolution of the round's matching, NaN for
+        the cross-correlation round), ``projection_error`` (``Σ|P x − b| / Σ|b|`` of the round's
+        map in the geometry it was built with), ``mean_score`` (normalised cross-correlation
+        after the round's matching, unfiltered), ``rms_angle_change_deg``,
+        ``mean_angle_change_deg``, ``rms_shift_change_A``, ``mean_shift_change_A`` (per-image
+        changes after the gauge is fixed), ``gauge_angle_deg`` and ``gauge_shift_A`` (the common
+        rotation and map translation removed).
     """
 
     rotations: Rotation
@@ -119,25 +123,38 @@ def refine_orientations(
     *,
     voxel_size_A: float,
     n_rounds: int = 6,
-    angle_step_deg: float = 1.0,
-    min_angle_step_deg: float = 0.1,
     refine_angles: bool = True,
     lowpass_A: float = 2.0,
+    final_lowpass_A: float | None = None,
+    n_gauss_newton: int = 4,
+    max_angle_step_deg: float = 1.0,
+    max_shift_step_px: float = 1.0,
+    half_sets: bool = False,
+    leave_one_out: bool = False,
+    leave_one_out_cap: float = 1.0,
     n_iterations: int = 20,
     callback: Callable[[int, pd.Series], None] | None = None,
     iteration_callback: Callable[[int, int, float], None] | None = None,
     **options: Any,
 ) -> RefinementResult:
-    """Alternate reconstruction with per-image refinement of shifts and orientations.
+    """Projection matching: alternate reconstruction with per-image refinement of the geometry.
 
     Each round reconstructs the map from the current geometry (:func:`reconstruct`, continuing
-    from the previous round's map) and measures each image's shift against the projection of the
-    map at its orientation (cross-correlation peak with a sub-pixel parabola). From the second
-    round on it also scores a 3 × 3 × 3 grid of small rotations about the microscope x, y and z
-    axes around each orientation by normalised cross-correlation and moves to the maximum of a
-    quadratic fitted to the grid (or to the best grid point); the grid step halves every round
-    after the first angular one. Nothing assumes a tilt axis. The map frame is only defined up to
-    a global rotation and translation, which the refinement leaves free.
+    from the previous round's map) and then refines every image's geometry against it. The first
+    round only measures shifts, by the cross-correlation peak with the map's projection (Gaussian
+    smoothed by `lowpass_A`, so the particle's outline and not its lattice sets them). Every
+    later round optimises the three parameters of a small rotation about the microscope x, y and
+    z axes together with the two shifts, per image, by Levenberg–Marquardt on the image residual
+    ``‖g * (b − a P(R, s) x − c)‖²`` (``g``: a Gaussian low-pass, ``a``, ``c``: a free scale and
+    offset per image, i.e. maximising the normalised cross-correlation of the filtered images).
+    The Jacobian is analytic: a tilt about microscope x or y changes the image by the derivative
+    of the projection of the map weighted by its depth along the beam, an in-plane rotation by
+    the derivatives of the projections weighted by x and y, the shifts by the derivatives of the
+    projection itself. The low-pass widens
+    geometrically from `lowpass_A` to `final_lowpass_A` over the rounds. After each round the
+    common part of the corrections is removed — the mean rotation in the map frame and the
+    least-squares map translation — since projections cannot fix the map's frame: the map does
+    not drift and only the per-image errors change. Nothing assumes a tilt axis.
 
     Parameters
     ----------
@@ -151,29 +168,52 @@ def refine_orientations(
         Voxel and pixel edge [Å].
     n_rounds : int, optional
         Reconstruction + matching rounds (the first refines shifts only).
-    angle_step_deg : float, optional
-        Initial step of the orientation grid [deg]; about the expected angular error.
-    min_angle_step_deg : float, optional
-        The step is not halved below this [deg].
     refine_angles : bool, optional
         Refine orientations as well as shifts.
     lowpass_A : float, optional
-        Width [Å] of the Gaussian smoothing of the cross-correlation in the first round, about the
-        atomic spacing, halved every round (off below half a pixel): the particle's outline, not its
-        lattice, sets the first shifts.
+        Resolution [Å] of the first rounds (the Gaussian low-pass passes half the amplitude
+        there); about the atomic spacing.
+    final_lowpass_A : float, optional
+        Resolution [Å] of the last round; two voxels (at most `lowpass_A`) when None.
+    n_gauss_newton : int, optional
+        Levenberg–Marquardt steps per round.
+    max_angle_step_deg : float, optional
+        Largest rotation of one step [deg] (trust region).
+    max_shift_step_px : float, optional
+        Largest shift of one step [pixels] (trust region).
+    half_sets : bool, optional
+        Reconstruct two half maps from the even and odd images and match each image against the
+        map of the other half, so that no image is scored against a map it shaped; the final map
+        uses all images.
+    leave_one_out : bool, optional
+        Match every image against an estimate of the map without it: at each frequency the
+        density-compensated map holds the image's own error with the weight ``D_k / D`` (its
+        share of the Fourier sample density), so the residual is scaled up by ``D / (D − D_k)``
+        before matching. This counters the map's tendency to confirm each image's geometry; it
+        ignores what positivity and the support add.
+    leave_one_out_cap : float, optional
+        Upper bound of ``D_k / (D − D_k)`` (where the image alone samples the frequency).
     n_iterations : int, optional
         Reconstruction iterations per round.
     callback : callable, optional
         Called as ``callback(round, history_row)`` after each round.
     iteration_callback : callable, optional
         Called as ``iteration_callback(round, iteration, error)`` after every reconstruction
-        iteration (round ``n_rounds`` is the final reconstruction).
+        iteration (round ``n_rounds`` is the final reconstruction; with `half_sets` the second
+        half continues the first half's iteration count).
     **options
-        Passed on to :func:`reconstruct` (``support``, ``positivity``, ...).
+        Passed on to :func:`reconstruct` (``support``, ``positivity``, ``n_threads``, ...).
 
     Returns
     -------
     RefinementResult
+
+    References
+    ----------
+    .. [1] Scott, M. C. et al. Electron tomography at 2.4-ångström resolution. Nature 483,
+       444–447 (2012). :doi:`10.1038/nature10934`
+    .. [2] Pryor, A. et al. GENFIRE: a generalized Fourier iterative reconstruction algorithm for
+       high-resolution 3D imaging. Sci. Rep. 7, 10409 (2017). :doi:`10.1038/s41598-017-09847-1`
     """
     xp = get_array_module(images)
     images = xp.asarray(images)
@@ -189,169 +229,364 @@ def refine_orientations(
         raise ValueError(f"shifts_A must have shape ({n}, 2), got {shifts.shape}")
     if n_rounds < 1:
         raise ValueError(f"n_rounds must be at least 1, got {n_rounds}")
+    if voxel_size_A <= 0:
+        raise ValueError(f"voxel_size_A must be positive, got {voxel_size_A}")
+    if n_gauss_newton < 1:
+        raise ValueError(f"n_gauss_newton must be at least 1, got {n_gauss_newton}")
+    if half_sets and n < 4:
+        raise ValueError(f"half_sets needs at least 4 images, got {n}")
+    if leave_one_out_cap <= 0:
+        raise ValueError(f"leave_one_out_cap must be positive, got {leave_one_out_cap}")
+    # Two voxels: the band reaches Nyquist with half its amplitude.
+    default_final = min(2 * voxel_size_A, lowpass_A)
+    final_lowpass = default_final if final_lowpass_A is None else float(final_lowpass_A)
+    if not 0 < final_lowpass <= lowpass_A:
+        raise ValueError(
+            f"need 0 < final_lowpass_A <= lowpass_A, got {final_lowpass} and {lowpass_A}"
+        )
     device = "cpu" if xp is np else "gpu"
-    step = float(angle_step_deg)
-    rows = []
+    n_threads = options.get("n_threads")
     volume = options.pop("initial", None)
+    groups = [np.arange(n)] if not half_sets else [np.arange(0, n, 2), np.arange(1, n, 2)]
+    maps: list[Any] = [volume] * len(groups)
+    matcher = _Matcher(images, size=size, device=device, n_threads=n_threads)
+    # The matching resolution widens geometrically over the rounds that refine angles.
+    n_matching = max(n_rounds - 1, 1)
+    ratio = (final_lowpass / lowpass_A) ** (1 / max(n_matching - 1, 1))
+    rows = []
 
-    def per_iteration(round_index: int) -> Callable[[int, float], None] | None:
+    def per_iteration(round_index: int, offset: int) -> Callable[[int, float], None] | None:
         if iteration_callback is None:
             return None
-        return lambda iteration, error: iteration_callback(round_index, iteration, error)
+        return lambda iteration, error: iteration_callback(round_index, offset + iteration, error)
 
     for round_index in range(n_rounds):
-        # Warm start: each round continues from the previous map.
-        result = reconstruct(
-            images,
-            matrices,
-            shifts_A=shifts,
-            voxel_size_A=voxel_size_A,
-            n_iterations=n_iterations,
-            initial=volume,
-            callback=per_iteration(round_index),
-            **options,
-        )
-        volume = result.volume
+        # Warm start: each round continues from the previous map(s).
+        errors = []
+        for g, members in enumerate(groups):
+            result = reconstruct(
+                images[xp.asarray(members)] if half_sets else images,
+                matrices[members],
+                shifts_A=shifts[members],
+                voxel_size_A=voxel_size_A,
+                n_iterations=n_iterations,
+                initial=maps[g],
+                callback=per_iteration(round_index, g * n_iterations),
+                **options,
+            )
+            maps[g] = result.volume
+            errors.append(float(result.errors.min()))
         start_matrices, start_shifts = matrices.copy(), shifts.copy()
-
-        references = FourierSliceProjector(matrices, size, dtype=images.dtype, device=device)
-        lowpass_px = lowpass_A / 2**round_index / voxel_size_A
-        shifts = cross_correlation_shifts(
-            images, references.forward(volume), lowpass_px=lowpass_px if lowpass_px > 0.5 else None
-        )
-        shifts = shifts * voxel_size_A
-
-        # Shifts first: the first round's map is too blurred by the shift errors to rank angles.
-        if refine_angles and round_index > 0:
-            if round_index > 1:
-                step = max(step / 2, float(min_angle_step_deg))
-            perturbations = _perturbations(step)
-            n_candidates = len(perturbations)
-            candidates = np.einsum("pij,njk->npik", perturbations, matrices)
-            projector = FourierSliceProjector(
-                candidates.reshape(-1, 3, 3), size, dtype=images.dtype, device=device
-            )
-            projections = projector.forward(volume)
-            # Each candidate is scored at its own best shift, so that no rotation is chosen for
-            # making up a shift error.
-            repeated = xp.repeat(images, n_candidates, axis=0)
-            candidate_shifts = cross_correlation_shifts(repeated, projections)
-            projections = _fourier_shift(projections, candidate_shifts)
-            scores = _normalised_correlation(
-                images[:, None], projections.reshape(n, n_candidates, size, size)
-            )
-            offsets, round_scores = _quadratic_peak(scores)
-            moves = Rotation.from_rotvec(np.radians(offsets * step))
-            matrices = moves.as_matrix() @ matrices
-            nearest = np.ravel_multi_index(tuple((np.rint(offsets) + 1).astype(int).T), (3, 3, 3))
-            shifts = candidate_shifts.reshape(n, n_candidates, 2)[np.arange(n), nearest]
-            shifts = shifts * voxel_size_A
+        # Each image is matched against the map of the other half (or the one full map).
+        references = [maps[-1 - g] for g in range(len(groups))]
+        if round_index == 0:
+            lowpass = float("nan")
+            for g, members in enumerate(groups):
+                projections = matcher.project(references[g], matrices[members], None)
+                lowpass_px = lowpass_A / voxel_size_A
+                measured = cross_correlation_shifts(
+                    images[xp.asarray(members)],
+                    projections,
+                    lowpass_px=lowpass_px if lowpass_px > 0.5 else None,
+                )
+                shifts[members] = measured * voxel_size_A
         else:
-            round_scores = _score(images, volume, matrices, shifts, voxel_size_A, device)
-
+            lowpass = max(lowpass_A * ratio ** (round_index - 1), final_lowpass)
+            self_weights = None
+            if leave_one_out and not half_sets:
+                self_weights = matcher.self_weights(matrices, cap=leave_one_out_cap)
+            for g, members in enumerate(groups):
+                new_matrices, new_shifts_px = matcher.levenberg_marquardt(
+                    references[g],
+                    matrices[members],
+                    shifts[members] / voxel_size_A,
+                    members,
+                    lowpass_px=lowpass / voxel_size_A,
+                    n_steps=n_gauss_newton,
+                    refine_angles=refine_angles,
+                    max_angle_step_rad=np.radians(max_angle_step_deg),
+                    max_shift_step_px=max_shift_step_px,
+                    self_weight=None if self_weights is None else self_weights[members],
+                )
+                matrices[members] = new_matrices
+                shifts[members] = new_shifts_px * voxel_size_A
+        matrices, shifts, gauge_angle, gauge_shift = _fix_gauge(
+            start_matrices, start_shifts, matrices, shifts
+        )
+        round_scores = np.empty(n)
+        for g, members in enumerate(groups):
+            projections = matcher.project(
+                references[g], matrices[members], shifts[members] / voxel_size_A
+            )
+            round_scores[members] = _normalised_correlation(
+                images[xp.asarray(members)], projections
+            )
         angle_change = np.degrees(
             (
                 Rotation.from_matrix(matrices) * Rotation.from_matrix(start_matrices).inv()
             ).magnitude()
         )
+        shift_change = np.linalg.norm(shifts - start_shifts, axis=1)
         row = pd.Series(
             {
                 "round": round_index,
-                "projection_error": float(result.errors[result.best_iteration]),
+                "lowpass_A": lowpass,
+                "projection_error": float(np.mean(errors)),
                 "mean_score": float(round_scores.mean()),
-                "mean_shift_change_A": float(np.linalg.norm(shifts - start_shifts, axis=1).mean()),
+                "rms_angle_change_deg": float(np.sqrt(np.mean(angle_change**2))),
                 "mean_angle_change_deg": float(angle_change.mean()),
-                "angle_step_deg": step,
+                "rms_shift_change_A": float(np.sqrt(np.mean(shift_change**2))),
+                "mean_shift_change_A": float(shift_change.mean()),
+                "gauge_angle_deg": gauge_angle,
+                "gauge_shift_A": gauge_shift,
             }
         )
         rows.append(row)
         if callback is not None:
             callback(round_index, row)
 
+    initial = maps[0] if not half_sets else 0.5 * (maps[0] + maps[1])
     final = reconstruct(
         images,
         matrices,
         shifts_A=shifts,
         voxel_size_A=voxel_size_A,
         n_iterations=n_iterations,
-        initial=volume,
-        callback=per_iteration(n_rounds),
+        initial=initial,
+        callback=per_iteration(n_rounds, 0),
         **options,
     )
-    scores = _score(images, final.volume, matrices, shifts, voxel_size_A, device)
-    history = pd.DataFrame(rows)
+    projections = matcher.project(final.volume, matrices, shifts / voxel_size_A)
+    scores = _normalised_correlation(images, projections)
     return RefinementResult(
         rotations=Rotation.from_matrix(matrices),
         shifts_A=shifts,
         volume=final.volume,
         scores=scores,
-        history=history,
+        history=pd.DataFrame(rows),
     )
 
 
-def _score(
-    images: Any,
-    volume: Any,
+def _fix_gauge(
+    start_matrices: np.ndarray,
+    start_shifts_A: np.ndarray,
     matrices: np.ndarray,
     shifts_A: np.ndarray,
-    voxel_size_A: float,
-    device: str,
-) -> np.ndarray:
-    """Normalised cross-correlation of each image with the map's projection in its geometry."""
-    projector = FourierSliceProjector(
-        matrices,
-        images.shape[1],
-        shifts_A=shifts_A,
-        voxel_size_A=voxel_size_A,
-        dtype=images.dtype,
-        device=device,
-    )
-    return _normalised_correlation(images, projector.forward(volume))
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Remove the common rotation and map translation from one round's corrections.
 
+    Turning the map by ``G`` and moving it by ``t`` is explained by the geometry
+    ``(R_k G, s_k + (R_k t)_xy)`` for every image, so the mean of the map-frame corrections
+    ``R_kᵀ R'_k`` and the least-squares ``t`` of the shift changes carry no information about the
+    images; removing them keeps the map in place.
 
-def _quadratic_peak(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Peak of a quadratic fitted to each row of 3 × 3 × 3 grid scores.
-
-    Returns the offsets (n, 3) in grid steps and the score at them; rows whose fit has no
-    maximum inside the grid fall back to the best grid point.
+    Returns
+    -------
+    matrices, shifts_A, angle_deg, shift_A
+        The corrected geometry and the size of the removed rotation [deg] and translation [Å].
     """
-    u = np.stack(np.meshgrid(*[np.array([-1.0, 0.0, 1.0])] * 3, indexing="ij"), -1).reshape(-1, 3)
-    i, j = np.triu_indices(3)
-    design = np.concatenate([np.ones((len(u), 1)), u, u[:, i] * u[:, j]], axis=1)
-    coefficients = np.linalg.lstsq(design, scores.T, rcond=None)[0].T
-    gradient = coefficients[:, 1:4]
-    hessian = np.zeros((len(scores), 3, 3))
-    hessian[:, i, j] = coefficients[:, 4:]
-    hessian = hessian + hessian.transpose(0, 2, 1)  # the diagonal terms double: ∂²(a u²) = 2a
-    negative = np.linalg.eigvalsh(hessian).max(axis=1) < 0
-    offsets = np.zeros_like(gradient)
-    offsets[negative] = -np.linalg.solve(hessian[negative], gradient[negative][..., None])[..., 0]
-    peak = coefficients[:, 0] + 0.5 * np.einsum("ni,ni->n", offsets, gradient)
-    inside = negative & (np.abs(offsets).max(axis=1) <= 1)
-    best = scores.argmax(axis=1)
-    offsets[~inside] = u[best[~inside]]
-    peak[~inside] = scores[~inside, best[~inside]]
-    return offsets, peak
+    corrections = Rotation.from_matrix(start_matrices.transpose(0, 2, 1) @ matrices)
+    common = corrections.mean()
+    matrices = matrices @ common.inv().as_matrix()
+    n = len(matrices)
+    design = matrices[:, :2, :].reshape(2 * n, 3)
+    translation = np.linalg.lstsq(design, (shifts_A - start_shifts_A).reshape(-1), rcond=None)[0]
+    shifts_A = shifts_A - (design @ translation).reshape(n, 2)
+    return (
+        matrices,
+        shifts_A,
+        float(np.degrees(common.magnitude())),
+        float(np.linalg.norm(translation)),
+    )
 
 
-def _fourier_shift(images: Any, shifts_px: np.ndarray) -> Any:
-    """Move images (n, Y, X) by ``(shift_x, shift_y)`` [pixels] with a Fourier phase ramp."""
-    xp = get_array_module(images)
-    ny, nx = images.shape[-2:]
-    ky = xp.fft.fftfreq(ny)[:, None]
-    kx = xp.fft.rfftfreq(nx)[None, :]
-    sx = xp.asarray(shifts_px[:, 0])[:, None, None]
-    sy = xp.asarray(shifts_px[:, 1])[:, None, None]
-    ramp = xp.exp(-2j * np.pi * (kx * sx + ky * sy))
-    shifted = xp.fft.irfft2(xp.fft.rfft2(images) * ramp, s=(ny, nx), axes=(-2, -1))
-    return shifted.astype(images.dtype, copy=False)
+class _Matcher:
+    """Projections and per-image Levenberg–Marquardt refinement against a map.
 
+    Holds the images' spectra and the frequency and coordinate grids; all geometry is in pixels.
+    """
 
-def _perturbations(step_deg: float) -> np.ndarray:
-    """3 × 3 × 3 grid of small rotations about the microscope axes, the identity in the middle."""
-    offsets = np.array([-step_deg, 0.0, step_deg])
-    grid = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3)
-    return Rotation.from_rotvec(np.radians(grid)).as_matrix()
+    def __init__(self, images: Any, *, size: int, device: str, n_threads: int | None) -> None:
+        xp = get_array_module(images)
+        self.xp, self.size, self.device, self.n_threads = xp, size, device, n_threads
+        self.images = images
+        self.dtype = images.dtype
+        self.spectra = xp.fft.rfft2(images.astype(xp.float64))
+        fy = xp.fft.fftfreq(size)[:, None]
+        fx = xp.fft.rfftfreq(size)[None, :]
+        self.f2 = fx**2 + fy**2
+        self.ix = 2j * np.pi * fx  # ∂/∂x in Fourier space [1/pixel]
+        self.iy = 2j * np.pi * fy
+        self.grid = xp.arange(size, dtype=xp.float64) - size // 2
+
+    def _projector(self, matrices: np.ndarray, shifts_px: np.ndarray | None) -> Any:
+        # eps 1e-4 as in reconstruct: far below the noise, and finufft's small fine grid.
+        return FourierSliceProjector(
+            matrices,
+            self.size,
+            shifts_A=shifts_px,
+            voxel_size_A=1.0,
+            dtype=self.dtype,
+            device=self.device,
+            eps=1e-4,
+            n_threads=self.n_threads,
+        )
+
+    def project(self, volume: Any, matrices: np.ndarray, shifts_px: np.ndarray | None) -> Any:
+        """Projections of `volume` in the given geometry."""
+        return self._projector(matrices, shifts_px).forward(volume)
+
+    def _moments(self, volume: Any, matrices: np.ndarray, shifts_px: np.ndarray) -> Any:
+        """First moments ``∫ r_i ρ dz`` of the projection along microscope x, y, z per image.
+
+        Shape (n, 3, N, N); ``r`` about the map centre, in pixels. Projecting the weighted maps
+        (rather than multiplying the image by its coordinates) keeps them band-limited like
+        the projections themselves.
+        """
+        xp, grid = self.xp, self.grid
+        projector = self._projector(matrices, shifts_px)
+        moments = xp.zeros((len(matrices), 3, self.size, self.size), dtype=xp.float64)
+        rows = xp.asarray(matrices)  # R[i, a]: microscope axis i in map (x, y, z)
+        coordinates = (grid[None, None, :], grid[None, :, None], grid[:, None, None])
+        for axis, coordinate in enumerate(coordinates):
+            projection = projector.forward((volume * coordinate).astype(volume.dtype, copy=False))
+            moments += rows[:, :, axis, None, None] * projection[:, None]
+        return moments
+
+    def self_weights(self, matrices: np.ndarray, *, cap: float) -> Any:
+        """``min(D_k / (D − D_k), cap)`` on the rfft grid of every image.
+
+        ``D`` is the density of all images' Fourier samples at each sample of image ``k``
+        (:meth:`FourierSliceProjector.sample_density`) and ``D_k`` that of the image's own slice,
+        so ``D_k / D`` is the image's share of the density-compensated map there.
+        """
+        xp, size = self.xp, self.size
+        density = self._projector(matrices, None).sample_density().astype(xp.float64)
+        own = self._projector(matrices[:1], None).sample_density().astype(xp.float64)
+        k = np.arange(size) - size // 2
+        ky, kx = np.meshgrid(k, k, indexing="ij")
+        inside = (kx**2 + ky**2) < (size / 2) ** 2
+        ky, kx = ky[inside], kx[inside]
+        right = xp.asarray(np.flatnonzero(kx >= 0))  # the rfft half; the rest are partners
+        own = own[:, right]
+        others = xp.maximum(density[:, right] - own, own / cap)
+        weights = xp.zeros((len(matrices), size, size // 2 + 1), dtype=xp.float64)
+        weights[:, xp.asarray(ky[np.flatnonzero(kx >= 0)] % size), xp.asarray(kx[kx >= 0])] = (
+            own / others
+        )
+        return weights
+
+    def _filtered(self, spectra: Any, lowpass: Any) -> Any:
+        """Real images from spectra times the low-pass, with their mean removed."""
+        xp = self.xp
+        images = xp.fft.irfft2(spectra * lowpass, s=(self.size, self.size))
+        return images - images.mean(axis=(-2, -1), keepdims=True)
+
+    def _cost(self, data: Any, model: Any) -> Any:
+        """Residual ``‖b − a I‖²`` at the best scale ``a`` (both mean-free)."""
+        xp = self.xp
+        cross = (data * model).sum(axis=(-2, -1))
+        power = xp.maximum((model * model).sum(axis=(-2, -1)), xp.finfo(xp.float64).tiny)
+        return (data * data).sum(axis=(-2, -1)) - cross**2 / power, cross / power
+
+    def levenberg_marquardt(
+        self,
+        volume: Any,
+        matrices: np.ndarray,
+        shifts_px: np.ndarray,
+        members: np.ndarray,
+        *,
+        lowpass_px: float,
+        n_steps: int,
+        refine_angles: bool,
+        max_angle_step_rad: float,
+        max_shift_step_px: float,
+        self_weight: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Refine the rotations and shifts of images `members` against `volume`.
+
+        Parameters: rotation vector ``ω`` about the microscope axes (``R ← exp([ω]×) R``) and shift
+        ``s`` [pixels]; per image, each step solves ``(JᵀJ + λ diag JᵀJ) δ = Jᵀ r`` and keeps the
+        step only if the filtered residual falls (λ grows otherwise). With `self_weight` (the
+        factor ``D_k / (D − D_k)`` per frequency of :meth:`self_weights`), the images are
+        first replaced by ``b + (b − a P x) D_k / (D − D_k)``: the data as seen by a map built
+        without them.
+        """
+        xp = self.xp
+        matrices, shifts_px = matrices.copy(), shifts_px.copy()
+        index = xp.asarray(members)
+        lowpass = 2.0 ** (-self.f2 * lowpass_px**2)  # half amplitude at 1 / lowpass_px
+        data = self._filtered(self.spectra[index], lowpass)
+        damping = np.full(len(members), 1e-3)
+        intensity = self.project(volume, matrices, shifts_px)
+        cost, scale = self._cost(data, self._filtered(xp.fft.rfft2(intensity), lowpass))
+        if self_weight is not None:
+            # The map absorbed the share D_k / D of each image's own error at each frequency; a
+            # map without the image would leave the residual larger by D / (D − D_k).
+            spectra = self.spectra[index]
+            model = scale[:, None, None] * xp.fft.rfft2(intensity.astype(xp.float64))
+            data = self._filtered(spectra + self_weight * (spectra - model), lowpass)
+            cost, scale = self._cost(data, self._filtered(xp.fft.rfft2(intensity), lowpass))
+        for _ in range(n_steps):
+            moments = self._moments(volume, matrices, shifts_px) if refine_angles else None
+            jacobian, model = self._jacobian(intensity, moments, lowpass)
+            residual = data - scale[:, None, None] * model
+            # The scale is a free parameter (its column is the model itself).
+            jacobian = xp.concatenate(
+                [scale[:, None, None, None] * jacobian, model[:, None]], axis=1
+            )
+            normal = asnumpy(xp.einsum("naij,nbij->nab", jacobian, jacobian))
+            gradient = asnumpy(xp.einsum("naij,nij->na", jacobian, residual))
+            diagonal = np.einsum("naa->na", normal)
+            # The floor keeps a blank image (all-zero columns) solvable: it just does not move.
+            floor = 1e-12 * diagonal.max(axis=1, keepdims=True) + np.finfo(float).tiny
+            system = (
+                normal
+                + np.eye(len(diagonal[0])) * (damping[:, None] * diagonal + floor)[:, :, None]
+            )
+            step = np.linalg.solve(system, gradient[..., None])[..., 0]
+            step = step[:, :-1]  # the scale is not kept
+            rotation_step = np.zeros((len(members), 3))
+            if refine_angles:
+                rotation_step = step[:, :3]
+                angle = np.linalg.norm(rotation_step, axis=1, keepdims=True)
+                rotation_step = rotation_step * np.minimum(
+                    1, max_angle_step_rad / np.maximum(angle, 1e-300)
+                )
+            shift_step = step[:, -2:]
+            length = np.linalg.norm(shift_step, axis=1, keepdims=True)
+            shift_step = shift_step * np.minimum(1, max_shift_step_px / np.maximum(length, 1e-300))
+            trial_matrices = Rotation.from_rotvec(rotation_step).as_matrix() @ matrices
+            trial_shifts = shifts_px + shift_step
+            trial_intensity = self.project(volume, trial_matrices, trial_shifts)
+            trial_cost, trial_scale = self._cost(
+                data, self._filtered(xp.fft.rfft2(trial_intensity), lowpass)
+            )
+            better = asnumpy(trial_cost < cost)
+            damping = np.where(better, damping / 3, damping * 4)
+            keep = xp.asarray(better)
+            matrices[better], shifts_px[better] = trial_matrices[better], trial_shifts[better]
+            intensity = xp.where(keep[:, None, None], trial_intensity, intensity)
+            cost = xp.where(keep, trial_cost, cost)
+            scale = xp.where(keep, trial_scale, scale)
+        return matrices, shifts_px
+
+    def _jacobian(self, intensity: Any, moments: Any, lowpass: Any) -> tuple[Any, Any]:
+        """Derivatives of the filtered, mean-free projection by (ωx, ωy, ωz, sx, sy).
+
+        With the moments ``M_i = ∫ r_i ρ dz`` along microscope axes (:meth:`_moments`):
+        ``∂I/∂ωx = ∂M_z/∂y``, ``∂I/∂ωy = −∂M_z/∂x``, ``∂I/∂ωz = ∂M_y/∂x − ∂M_x/∂y`` and
+        ``∂I/∂s = −∇I``. Without moments only the shift derivatives are returned.
+        """
+        xp = self.xp
+        spectrum = xp.fft.rfft2(intensity.astype(xp.float64))
+        derivatives = []
+        if moments is not None:
+            mx, my, mz = (xp.fft.rfft2(moments[:, i]) for i in range(3))
+            derivatives += [self.iy * mz, -self.ix * mz, self.ix * my - self.iy * mx]
+        derivatives += [-self.ix * spectrum, -self.iy * spectrum]
+        jacobian = xp.stack([self._filtered(d, lowpass) for d in derivatives], axis=1)
+        return jacobian, self._filtered(spectrum, lowpass)
 
 
 def _normalised_correlation(a: Any, b: Any) -> np.ndarray:
