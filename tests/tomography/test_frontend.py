@@ -130,3 +130,16 @@ def test_spherical_support_radius():
     assert mask.shape == (32, 32, 32) and mask[16, 16, 16] and mask[16, 16, 24]
     assert not mask[16, 16, 25]
     assert mask.sum() == pytest.approx(4 / 3 * np.pi * 8**3, rel=0.05)
+
+
+def test_background_with_a_disc_as_large_as_the_image_falls_back_to_darkest_pixels():
+    """A radius leaving almost no background (e.g. an edge-on film) must not break the fit."""
+    from nanorecon.tomography import remove_background
+
+    y, x = np.mgrid[:32, :32]
+    images = np.stack([2.0 + 0.05 * x + 0.02 * y] * 3).astype(np.float64)
+    images[:, 14:18, 14:18] += 10.0  # a small bright particle
+    cleaned = remove_background(images, particle_radius_px=40.0)
+    assert np.isfinite(cleaned).all()
+    assert np.abs(np.median(cleaned, axis=(1, 2))).max() < 0.1
+    assert cleaned[:, 15, 15].min() > 9.0

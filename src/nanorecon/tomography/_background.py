@@ -10,15 +10,19 @@ from ._alignment import centre_of_mass_shifts
 __all__ = ["normalise_intensity", "remove_background"]
 
 
+#: smallest fraction of an image outside the particle disc that is fitted as background
+MIN_BACKGROUND_FRACTION = 0.1
+
+
 def remove_background(
     images: Any, *, particle_radius_px: float | None = None, percentile: float = 20.0
 ) -> Any:
     """Subtract a plane fitted to the background of each image.
 
     The background pixels are those outside a disc of `particle_radius_px` around the image's
-    intensity-weighted centre (after a rough darkest-pixel plane fit), or, without a radius,
-    those at or below the `percentile` of each image (a HAADF particle is brighter than its
-    support everywhere). A least-squares plane
+    intensity-weighted centre (after a rough darkest-pixel plane fit) — unless that leaves under
+    10 % of the image — or, without a radius, those at or below the `percentile` of each image
+    (a HAADF particle is brighter than its support everywhere). A least-squares plane
     ``a + b·x + c·y`` through them is subtracted, which removes a uniform support and its
     first-order thickness gradient at high tilt.
 
@@ -67,6 +71,13 @@ def remove_background(
         cx, cy = (xp.asarray(c) for c in centre_of_mass_shifts(rough).T)
         r2 = (x - cx[:, None, None]) ** 2 + (y - cy[:, None, None]) ** 2
         background = r2 > float(particle_radius_px) ** 2
+        # Too little outside the disc (a radius as large as the image) cannot pin a plane:
+        # those images fall back to their darkest pixels.
+        threshold = xp.percentile(images.reshape(n, -1), percentile, axis=1)
+        too_few = background.reshape(n, -1).mean(axis=1) < MIN_BACKGROUND_FRACTION
+        background = xp.where(
+            too_few[:, None, None], images <= threshold[:, None, None], background
+        )
     # Weighted least squares with 0/1 weights: the 3 × 3 normal equations of every image at once.
     weights = background.astype(images.dtype)
     basis = xp.stack([xp.ones_like(x), x, y])

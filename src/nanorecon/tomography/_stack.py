@@ -70,8 +70,11 @@ def estimate_particle_radius(
     """Radius of a particle from the outline of its background-free projections.
 
     Each image is smoothed (atoms merge into a continuous projected thickness), thresholded at
-    `threshold` of its maximum, and the connected region holding the maximum is kept; the radius
-    is the largest distance of that region from the image's centre of mass, over all images.
+    `threshold` of its maximum, and the connected region holding the maximum is kept; its
+    radius is the largest distance of that region from the image's centre of mass. The particle's
+    radius is the 90th percentile over the images, so that a few images whose outline merges
+    with something else (a support film seen edge-on at high tilt, a neighbouring particle) do
+    not set it.
 
     Parameters
     ----------
@@ -97,15 +100,15 @@ def estimate_particle_radius(
     centres = centre_of_mass_shifts(images)
     n, ny, nx = smooth.shape
     y, x = np.mgrid[:ny, :nx]
-    radius = 0.0
+    radii = np.empty(n)
     for k in range(n):
         mask = smooth[k] >= threshold * smooth[k].max()
         labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
         peak = np.unravel_index(np.argmax(smooth[k]), mask.shape)
         region = labels == labels[peak]
         cx, cy = centres[k] + (nx // 2, ny // 2)
-        radius = max(radius, float(np.sqrt((x[region] - cx) ** 2 + (y[region] - cy) ** 2).max()))
-    return radius * pixel_size_A
+        radii[k] = np.sqrt((x[region] - cx) ** 2 + (y[region] - cy) ** 2).max()
+    return float(np.percentile(radii, 90)) * pixel_size_A
 
 
 def spherical_support(
