@@ -56,10 +56,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--truth", type=Path, metavar="TRUTH_DIR", help="simulator truth folder")
     parser.add_argument(
-        "--iterations", type=int, default=20, metavar="N", help="iterations per reconstruction"
+        "--iterations", type=int, default=50, metavar="N", help="iterations per reconstruction"
     )
     parser.add_argument(
-        "--rounds", type=int, default=6, metavar="N", help="projection-matching rounds"
+        "--rounds", type=int, default=8, metavar="N", help="projection-matching rounds"
     )
     parser.add_argument("--box", type=int, metavar="N", help="box edge [px] (default: automatic)")
     parser.add_argument(
