@@ -9,19 +9,9 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-HEADER = (
-    "dataset",
-    "modality",
-    "path",
-    "pixel_size_A",
-    "voltage_kV",
-    "elements",
-    "tilt_angles",
-    "frame_rate_hz",
-    "dose_e_per_A2",
-    "defocus_A",
-    "cs_mm",
-)
+from nanorecon.io._samplesheet import SHEET_COLUMNS
+
+HEADER = SHEET_COLUMNS
 
 IMOD_STAMP = 1146047817
 
