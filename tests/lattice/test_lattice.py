@@ -139,3 +139,19 @@ def test_small_particle_falls_back(length, expected):
         assert summary["n_fitted"] == (~per_atom["surface"]).sum() == 19
     else:
         assert summary["n_fitted"] == len(atoms)
+
+
+def test_lattice_fit_survives_a_distorted_seed_atom():
+    """A spurious atom at the centre (a noise peak) must not lead the fit into a wrong lattice."""
+    from nanorecon.lattice import fit_lattice
+
+    pos = Octahedron("Pt", 9, 3, latticeconstant=3.92).positions
+    centre = pos.mean(axis=0)
+    nearest = pos[np.argmin(np.linalg.norm(pos - centre, axis=1))]
+    spurious = nearest + np.array([0.9, 0.7, 0.4])  # between lattice sites, closest to the centroid
+    positions = np.vstack([pos, spurious])
+    single = fit_lattice(positions, n_seeds=1, seed_index=len(pos))
+    fit = fit_lattice(positions)
+    assert abs(fit.lattice_parameter_A / 3.92 - 1) < 1e-3
+    assert fit.fitted.sum() == len(pos)  # every real atom on a site, the spurious one not
+    assert single.fitted.sum() < fit.fitted.sum()  # that seed alone is worse

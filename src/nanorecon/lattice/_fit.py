@@ -151,14 +151,18 @@ def fit_lattice(
     seed_index: int | None = None,
     max_site_distance: float = 0.3,
     max_iterations: int = 30,
+    n_seeds: int = 8,
 ) -> LatticeFit:
     """Least-squares fit of an ideal cubic lattice to atom positions.
 
-    Starts from the bonds of one seed atom (orientation) and the median bond length (scale), then
+    Starts from the bonds of a seed atom (orientation) and the median bond length (scale), then
     alternates (1) assigning every atom to its nearest lattice site and (2) the closed-form
     least-squares similarity transform (Umeyama: scale a, rotation R, origin t) minimising
     ``Σ |r_i − t − a R s_i|²`` over the atoms within ``max_site_distance`` nearest-neighbour
-    distances of their sites, until the assignment stops changing.
+    distances of their sites, until the assignment stops changing. One seed's bonds can be
+    distorted (a missed or spurious neighbour) and lead the fit into a wrong lattice, so the fit
+    is started from the `n_seeds` allowed atoms nearest the centroid and the one that places the
+    most atoms on lattice sites (then the smallest residual) is kept.
 
     Parameters
     ----------
@@ -171,11 +175,13 @@ def fit_lattice(
         all atoms by default. Every atom gets a site either way.
     seed_index : int, optional
         Atom whose 12 (fcc) / 8 (bcc) / 6 (sc) nearest neighbours give the initial orientation; by
-        default the allowed atom nearest the centroid of the allowed atoms.
+        default the best of `n_seeds` allowed atoms nearest the centroid of the allowed atoms.
     max_site_distance : float, optional
         Outlier cut, as a fraction of the nearest-neighbour distance.
     max_iterations : int, optional
         Upper bound on assignment / refinement cycles.
+    n_seeds : int, optional
+        Seed atoms tried when `seed_index` is not given.
 
     Returns
     -------
@@ -203,16 +209,50 @@ def fit_lattice(
         raise ValueError("fit_mask must be a boolean array of length N selecting at least 4 atoms")
 
     ideal = _NN_VECTORS[structure]
-    n_nn = len(ideal)
     tree = cKDTree(positions)
-    dist, idx = tree.query(positions, k=n_nn + 1)
+    dist, idx = tree.query(positions, k=len(ideal) + 1)
     d_nn = float(np.median(dist[allowed, 1]))
-    if seed_index is None:
+    if seed_index is not None:
+        seeds = [int(seed_index)]
+    else:
         candidates = np.nonzero(allowed)[0]
         centre = positions[allowed].mean(axis=0)
-        seed_index = int(
-            candidates[np.argmin(np.linalg.norm(positions[candidates] - centre, axis=1))]
-        )
+        order = np.argsort(np.linalg.norm(positions[candidates] - centre, axis=1))
+        seeds = [int(i) for i in candidates[order[: max(1, n_seeds)]]]
+    fits = []
+    for seed in seeds:
+        try:
+            fits.append(
+                _fit_from_seed(
+                    positions,
+                    allowed,
+                    seed,
+                    idx,
+                    d_nn,
+                    structure,
+                    max_site_distance,
+                    max_iterations,
+                )
+            )
+        except RuntimeError:
+            continue
+    if not fits:
+        raise RuntimeError("lattice fit lost its atoms from every seed: too few near lattice sites")
+    return max(fits, key=lambda fit: (int(fit.fitted.sum()), -fit.rms_residual_A))
+
+
+def _fit_from_seed(
+    positions: np.ndarray,
+    allowed: np.ndarray,
+    seed_index: int,
+    idx: np.ndarray,
+    d_nn: float,
+    structure: str,
+    max_site_distance: float,
+    max_iterations: int,
+) -> LatticeFit:
+    """One run of :func:`fit_lattice` from one seed atom."""
+    ideal = _NN_VECTORS[structure]
     rotation = _seed_rotation(positions[idx[seed_index, 1:]] - positions[seed_index], ideal)
     a = d_nn / nearest_neighbour_per_lattice_parameter(structure)
     origin = positions[seed_index].copy()
