@@ -4,7 +4,7 @@ from scipy.spatial.transform import Rotation
 
 from nanorecon.geometry import tilt_series_rotations
 from nanorecon.refine import cross_correlation_shifts, project, refine_orientations
-from nanorecon.refine._matching import _fix_gauge, _Matcher
+from nanorecon.refine._matching import _fix_gauge, _Matcher, atomic_reference
 
 
 def _fcc_positions(radius_A):
@@ -168,3 +168,75 @@ def test_refinement_keeps_the_true_geometry(render_gaussians):
     )
     assert np.abs(result.shifts_A).max() < 0.05 * voxel_size_A
     assert (result.rotations * rotations.inv()).magnitude().max() < 1e-12
+
+
+def test_corrections_stay_about_the_given_axes(render_gaussians):
+    size, voxel_size_A = 32, 0.5
+    volume = render_gaussians(_fcc_positions(6.0), size, voxel_size_A, 0.5).astype(np.float32)
+    # Tilt axis 10° from the image y axis; only the tilt angles are wrong (0.6° RMS).
+    tilts = np.arange(-60, 61, 15.0)
+    n = tilts.size
+    true = tilt_series_rotations(tilts, tilt_axis_deg=10.0).as_matrix()
+    errors = np.random.default_rng(4).normal(0, 0.6, n)
+    start = tilt_series_rotations(tilts + errors, tilt_axis_deg=10.0).as_matrix()
+    axis = Rotation.from_euler("z", 10.0, degrees=True).apply([0.0, 1.0, 0.0])
+    images = project(volume, true)
+    matcher = _Matcher(images, size=size, device="cpu", n_threads=1)
+    options = {
+        "lowpass_px": 2.0,
+        "n_steps": 6,
+        "refine_angles": True,
+        "max_angle_step_rad": np.radians(1.0),
+        "max_shift_step_px": 1.0,
+    }
+    members, shifts = np.arange(n), np.zeros((n, 2))
+    axes = np.broadcast_to(axis[:, None], (n, 3, 1))
+    constrained, _ = matcher.levenberg_marquardt(
+        volume, start, shifts, members, axes=axes, **options
+    )
+    # Against the true map every correction is a turn about the tilt axis that recovers the tilt
+    # error (measured ≤ 0.012°; the free three-axis step: 0.010°).
+    turned = Rotation.from_matrix(constrained @ start.transpose(0, 2, 1)).as_rotvec()
+    np.testing.assert_allclose(np.cross(turned, axis), 0, atol=1e-12)
+    error = Rotation.from_matrix(constrained @ true.transpose(0, 2, 1)).magnitude()
+    assert np.degrees(error).max() < 0.02
+    # In refine_orientations the removal of the common rotation keeps the constraint too.
+    result = refine_orientations(
+        images,
+        start,
+        voxel_size_A=voxel_size_A,
+        n_rounds=2,
+        n_iterations=10,
+        rotation_axes=2.0 * axis[:, None],  # normalised inside
+    )
+    turned = (result.rotations * Rotation.from_matrix(start).inv()).as_rotvec()
+    np.testing.assert_allclose(np.cross(turned, axis), 0, atol=1e-9)
+    with pytest.raises(ValueError, match="rotation_axes"):
+        refine_orientations(images, start, voxel_size_A=voxel_size_A, rotation_axes=np.ones(3))
+    with pytest.raises(ValueError, match="linearly independent"):
+        refine_orientations(
+            images, start, voxel_size_A=voxel_size_A, rotation_axes=np.stack([axis, axis], 1)
+        )
+
+
+def _correlation(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_atomic_reference_redraws_the_atoms_without_the_noise(render_gaussians):
+    rng = np.random.default_rng(5)
+    size, voxel_size_A = 40, 0.5
+    positions = _fcc_positions(7.0) + rng.normal(0, 0.1, (len(_fcc_positions(7.0)), 3))
+    clean = render_gaussians(positions, size, voxel_size_A, 0.6).astype(np.float32)
+    # Close for Gaussian atoms 2.8 Å apart (measured 0.9985).
+    assert _correlation(atomic_reference(clean, voxel_size_A=voxel_size_A), clean) > 0.995
+    # Noise, and streaks along z as a wrong tilt leaves them: the atoms come back cleaner
+    # (measured 0.994 against 0.921).
+    streaks = 0.3 * (np.roll(clean, 2, axis=0) + np.roll(clean, -2, axis=0))
+    noisy = clean + streaks + rng.normal(0, 0.05, clean.shape).astype(np.float32)
+    redrawn = atomic_reference(noisy, voxel_size_A=voxel_size_A)
+    assert redrawn.dtype == noisy.dtype
+    assert _correlation(redrawn, clean) > _correlation(noisy, clean) + 0.05
+    blank = np.zeros_like(clean)
+    assert atomic_reference(blank, voxel_size_A=voxel_size_A) is blank

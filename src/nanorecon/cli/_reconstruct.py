@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from ase.data import atomic_numbers
+from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from nanorecon.backend import asnumpy, to_device
@@ -26,7 +27,13 @@ from nanorecon.io import (
     write_particle_stack,
     write_table_csv,
 )
-from nanorecon.refine import fsc, half_set_reconstruction, refine_orientations, resolution_at
+from nanorecon.refine import (
+    atomic_reference,
+    fsc,
+    half_set_reconstruction,
+    refine_orientations,
+    resolution_at,
+)
 from nanorecon.tomography import (
     alignment_errors,
     prepare_tilt_series,
@@ -64,6 +71,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--box", type=int, metavar="N", help="box edge [px] (default: automatic)")
     parser.add_argument(
         "--tilt-axis-deg", type=float, metavar="DEG", help="known tilt axis (default: estimate)"
+    )
+    parser.add_argument(
+        "--tilt-axis-only",
+        action="store_true",
+        help="correct each image's tilt only (default: turns about all three microscope axes)",
+    )
+    parser.add_argument(
+        "--map-reference",
+        action="store_true",
+        help="match the images against the map itself (default: Gaussian atoms at its peaks)",
     )
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the NUFFT")
@@ -145,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         box, stack.particle_radius_A + 2.0, pixel_size_A, device=args.device
     )
     options = {"support": support, "n_threads": args.threads}
+    # A single-axis holder changes only the tilt, but the estimated axis direction then stays.
+    tilt_axis = Rotation.from_euler("z", stack.tilt_axis_deg, degrees=True).apply([0.0, 1.0, 0.0])
     device_images = to_device(stack.images, args.device)
     n_half = 2 * args.iterations
     total = (args.rounds + 1) * args.iterations + 2 * n_half
@@ -165,6 +184,12 @@ def run(args: argparse.Namespace) -> int:
             voxel_size_A=pixel_size_A,
             n_rounds=args.rounds,
             n_iterations=args.iterations,
+            rotation_axes=tilt_axis[:, None] if args.tilt_axis_only else None,
+            # Atoms at the map's peaks cannot hold the streaks that each image's wrong geometry
+            # leaves in the map, so the images do not confirm their own errors.
+            reference=None
+            if args.map_reference
+            else lambda volume: atomic_reference(volume, voxel_size_A=pixel_size_A),
             callback=lambda i, row: log.info(
                 "round %d: low-pass %.2f Å, error %.4f, score %.5f, RMS Δangle %.3f°, "
                 "RMS Δshift %.3f Å, gauge %.3f° / %.3f Å",

@@ -7,7 +7,12 @@ Kaiser–Bessel gridding with cupy alone where cufinufft is missing).
 
 from ._fsc import HalfSetResult, fsc, half_set_reconstruction, resolution_at
 from ._gridding import GriddingPlan
-from ._matching import RefinementResult, cross_correlation_shifts, refine_orientations
+from ._matching import (
+    RefinementResult,
+    atomic_reference,
+    cross_correlation_shifts,
+    refine_orientations,
+)
 from ._projector import FourierSliceProjector, as_rotation_matrices, backproject, project
 from ._reconstruct import ReconstructionResult, reconstruct
 
@@ -18,6 +23,7 @@ __all__ = [
     "ReconstructionResult",
     "RefinementResult",
     "as_rotation_matrices",
+    "atomic_reference",
     "backproject",
     "cross_correlation_shifts",
     "fsc",

@@ -10,12 +10,20 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
+from skimage.feature import peak_local_max
+from skimage.morphology import ball
 
 from ..backend import asnumpy, get_array_module, supported_float_type
+from ..simulate import atoms_to_volume
 from ._projector import FourierSliceProjector, as_rotation_matrices
 from ._reconstruct import reconstruct
 
-__all__ = ["RefinementResult", "cross_correlation_shifts", "refine_orientations"]
+__all__ = [
+    "RefinementResult",
+    "atomic_reference",
+    "cross_correlation_shifts",
+    "refine_orientations",
+]
 
 
 def cross_correlation_shifts(
@@ -85,6 +93,79 @@ def _vertex(minus: Any, centre: Any, plus: Any, xp: Any) -> Any:
     return xp.clip(xp.where(curvature < 0, 0.5 * (minus - plus) / safe, 0.0), -1, 1)
 
 
+def atomic_reference(
+    volume: Any,
+    *,
+    voxel_size_A: float,
+    min_distance_A: float = 1.6,
+    threshold_fraction: float = 0.15,
+) -> Any:
+    """The map redrawn as round Gaussian atoms at its peaks: a reference for matching.
+
+    A map built with wrong geometry holds each image's error as streaks and smeared atoms that
+    the image then matches; the atoms' centres, averaged over all images, are far less
+    affected. Every local maximum above `threshold_fraction` × the map's maximum, at least
+    `min_distance_A` from a brighter one, becomes an isotropic Gaussian weighted by the peak's
+    height and centred, per axis, at the vertex of the parabola through the logarithms of the
+    peak and its two neighbours (exact for a Gaussian). The width is the map's own along its
+    sharpest axis (the missing wedge elongates the others), from the same parabolas' curvature
+    (``σ² = −1 / (ln v₋ − 2 ln v₀ + ln v₊)`` [voxels²]), the median over the brighter half of
+    the peaks; the model is scaled to the map by least squares.
+
+    Parameters
+    ----------
+    volume : ndarray of shape (N, N, N)
+        Map (z, y, x), numpy or cupy.
+    voxel_size_A : float
+        [Å].
+    min_distance_A : float, optional
+        Closest two atoms may be [Å] (below the nearest-neighbour distance).
+    threshold_fraction : float, optional
+        Lowest peak kept, as a fraction of the map's maximum.
+
+    Returns
+    -------
+    ndarray of shape (N, N, N)
+        Same array module and dtype as `volume`; `volume` itself when it has no peaks.
+    """
+    xp = get_array_module(volume)
+    values = asnumpy(volume).astype(np.float64)
+    radius = max(1, int(round(min_distance_A / voxel_size_A)))
+    peaks = peak_local_max(
+        values,
+        min_distance=radius,
+        footprint=ball(radius),
+        p_norm=2,
+        threshold_abs=threshold_fraction * float(values.max()),
+        exclude_border=1,
+    )
+    if len(peaks) == 0:
+        return volume
+    # Per axis, the parabola through the logarithms of the peak and its two neighbours: exact
+    # centre and width for a Gaussian.
+    floor = 1e-6 * float(values.max())
+    heights = values[tuple(peaks.T)]
+    centres = peaks.astype(np.float64)
+    sigmas = []
+    bright = heights >= np.median(heights)
+    for axis in range(3):
+        step = np.zeros(3, dtype=int)
+        step[axis] = 1
+        minus, plus = (
+            np.log(np.maximum(values[tuple((peaks + sign * step).T)], floor)) for sign in (-1, 1)
+        )
+        centre = np.log(np.maximum(heights, floor))
+        curvature = np.minimum(minus - 2 * centre + plus, -1e-6)
+        centres[:, axis] += np.clip(0.5 * (minus - plus) / curvature, -1, 1)
+        sigmas.append(np.median(np.sqrt(-1 / curvature[bright])))
+    positions_A = (centres[:, ::-1] - np.asarray(values.shape[::-1]) // 2) * voxel_size_A
+    model = atoms_to_volume(
+        positions_A, heights, values.shape, voxel_size_A, min(sigmas) * voxel_size_A
+    )
+    model = model * (float((model * values).sum()) / float((model * model).sum()))  # map's scale
+    return xp.asarray(model).astype(volume.dtype, copy=False)
+
+
 @dataclass(frozen=True)
 class RefinementResult:
     """Outcome of :func:`refine_orientations`.
@@ -132,6 +213,8 @@ def refine_orientations(
     half_sets: bool = False,
     leave_one_out: bool = False,
     leave_one_out_cap: float = 1.0,
+    rotation_axes: ArrayLike | None = None,
+    reference: Callable[[Any], Any] | None = None,
     n_iterations: int = 20,
     callback: Callable[[int, pd.Series], None] | None = None,
     iteration_callback: Callable[[int, int, float], None] | None = None,
@@ -154,7 +237,8 @@ def refine_orientations(
     geometrically from `lowpass_A` to `final_lowpass_A` over the rounds. After each round the
     common part of the corrections is removed — the mean rotation in the map frame and the
     least-squares map translation — since projections cannot fix the map's frame: the map does
-    not drift and only the per-image errors change. Nothing assumes a tilt axis.
+    not drift and only the per-image errors change. Nothing assumes a tilt axis unless
+    `rotation_axes` restricts the corrections.
 
     Parameters
     ----------
@@ -193,6 +277,20 @@ def refine_orientations(
         ignores what positivity and the support add.
     leave_one_out_cap : float, optional
         Upper bound of ``D_k / (D − D_k)`` (where the image alone samples the frequency).
+    rotation_axes : array_like of shape (3, m) or (n, 3, m), optional
+        Microscope-frame axes (x, y, z) about which each image's orientation may be corrected,
+        as columns (orthonormalised here; one set for all images or one per image); all three
+        when None. Levenberg–Marquardt then solves for the ``m`` angles about these axes only
+        (a constrained Gauss–Newton step), and each round's corrections, after the common
+        rotation is removed, are projected onto them. A single-axis tilt series passes its tilt
+        axis: the goniometer only changes the tilt, so corrections about the other axes are
+        freedoms the map's own errors can use, not information.
+    reference : callable, optional
+        Turns each round's map into the reference the images are matched against (e.g. a model
+        rendered from the traced atoms, which cannot hold the streaks that wrong geometry
+        leaves); the map itself when None. Not used by the first (cross-correlation) round; the
+        reconstruction still continues from the map, and ``mean_score`` in the history is
+        against the reference.
     n_iterations : int, optional
         Reconstruction iterations per round.
     callback : callable, optional
@@ -237,6 +335,7 @@ def refine_orientations(
         raise ValueError(f"half_sets needs at least 4 images, got {n}")
     if leave_one_out_cap <= 0:
         raise ValueError(f"leave_one_out_cap must be positive, got {leave_one_out_cap}")
+    axes = None if rotation_axes is None else _orthonormal_axes(rotation_axes, n)
     # Two voxels: the band reaches Nyquist with half its amplitude.
     default_final = min(2 * voxel_size_A, lowpass_A)
     final_lowpass = default_final if final_lowpass_A is None else float(final_lowpass_A)
@@ -279,6 +378,8 @@ def refine_orientations(
         start_matrices, start_shifts = matrices.copy(), shifts.copy()
         # Each image is matched against the map of the other half (or the one full map).
         references = [maps[-1 - g] for g in range(len(groups))]
+        if reference is not None and round_index > 0:
+            references = [reference(m) for m in references]
         if round_index == 0:
             lowpass = float("nan")
             for g, members in enumerate(groups):
@@ -307,12 +408,18 @@ def refine_orientations(
                     max_angle_step_rad=np.radians(max_angle_step_deg),
                     max_shift_step_px=max_shift_step_px,
                     self_weight=None if self_weights is None else self_weights[members],
+                    axes=None if axes is None else axes[members],
                 )
                 matrices[members] = new_matrices
                 shifts[members] = new_shifts_px * voxel_size_A
         matrices, shifts, gauge_angle, gauge_shift = _fix_gauge(
             start_matrices, start_shifts, matrices, shifts
         )
+        if axes is not None:
+            # The common rotation is a map-frame rotation; keep only its part about the axes.
+            corrections = Rotation.from_matrix(matrices @ start_matrices.transpose(0, 2, 1))
+            rotvec = np.einsum("nam,nbm,nb->na", axes, axes, corrections.as_rotvec())
+            matrices = Rotation.from_rotvec(rotvec).as_matrix() @ start_matrices
         round_scores = np.empty(n)
         for g, members in enumerate(groups):
             projections = matcher.project(
@@ -365,6 +472,20 @@ def refine_orientations(
         scores=scores,
         history=pd.DataFrame(rows),
     )
+
+
+def _orthonormal_axes(rotation_axes: ArrayLike, n: int) -> np.ndarray:
+    """Per-image orthonormal bases, shape (n, 3, m), of the allowed rotation axes."""
+    axes = np.asarray(rotation_axes, dtype=np.float64)
+    if axes.ndim == 2:
+        axes = np.broadcast_to(axes, (n, *axes.shape))
+    if axes.ndim != 3 or axes.shape[0] != n or axes.shape[1] != 3 or not 1 <= axes.shape[2] <= 3:
+        raise ValueError(f"rotation_axes must have shape (3, m) or ({n}, 3, m), got {axes.shape}")
+    basis, triangle = np.linalg.qr(axes)
+    diagonal = np.abs(np.einsum("nmm->nm", triangle))
+    if np.any(diagonal < 1e-6 * np.linalg.norm(axes, axis=1)):
+        raise ValueError("rotation_axes must be linearly independent for every image")
+    return basis
 
 
 def _fix_gauge(
@@ -502,6 +623,7 @@ class _Matcher:
         max_angle_step_rad: float,
         max_shift_step_px: float,
         self_weight: Any = None,
+        axes: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Refine the rotations and shifts of images `members` against `volume`.
 
@@ -510,7 +632,7 @@ class _Matcher:
         step only if the filtered residual falls (λ grows otherwise). With `self_weight` (the
         factor ``D_k / (D − D_k)`` per frequency of :meth:`self_weights`), the images are
         first replaced by ``b + (b − a P x) D_k / (D − D_k)``: the data as seen by a map built
-        without them.
+        without them. With `axes` (n, 3, m) orthonormal, ``ω = A c`` and the step solves for ``c``.
         """
         xp = self.xp
         matrices, shifts_px = matrices.copy(), shifts_px.copy()
@@ -530,6 +652,11 @@ class _Matcher:
         for _ in range(n_steps):
             moments = self._moments(volume, matrices, shifts_px) if refine_angles else None
             jacobian, model = self._jacobian(intensity, moments, lowpass)
+            if refine_angles and axes is not None:
+                basis = xp.asarray(axes)
+                jacobian = xp.concatenate(
+                    [xp.einsum("naij,nam->nmij", jacobian[:, :3], basis), jacobian[:, 3:]], axis=1
+                )
             residual = data - scale[:, None, None] * model
             # The scale is a free parameter (its column is the model itself).
             jacobian = xp.concatenate(
@@ -548,7 +675,9 @@ class _Matcher:
             step = step[:, :-1]  # the scale is not kept
             rotation_step = np.zeros((len(members), 3))
             if refine_angles:
-                rotation_step = step[:, :3]
+                rotation_step = step[:, :-2]
+                if axes is not None:
+                    rotation_step = np.einsum("nam,nm->na", axes, rotation_step)
                 angle = np.linalg.norm(rotation_step, axis=1, keepdims=True)
                 rotation_step = rotation_step * np.minimum(
                     1, max_angle_step_rad / np.maximum(angle, 1e-300)
