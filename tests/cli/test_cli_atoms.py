@@ -127,6 +127,7 @@ def test_trace_lattice_validate_from_mrc(particle, tmp_path):
     assert abs(row.loc[0, "lattice_parameter_error_percent"]) < 0.3
     strain = [f"strain_rmse_{c}" for c in ("exx", "eyy", "ezz", "exy", "exz", "eyz")]
     assert row.loc[0, strain].notna().all() and (row.loc[0, strain] < 0.02).all()
+    assert row.loc[0, "strain_radius_A"] == 4.5  # scored with the lattice step's smoothing
 
     # the dataset tables: this particle, and one whose steps have not run
     (lattice_dir / "validation.csv").write_bytes(table.read_bytes())

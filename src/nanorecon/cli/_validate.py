@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     """Score one particle; errors propagate to :func:`nanorecon.cli.main`."""
     if not args.match_distance_A > 0:
         raise UserError(f"--match-distance-A must be positive, not {args.match_distance_A}")
-    traced, _ = read_atoms_parquet(args.atoms)
+    traced, metadata = read_atoms_parquet(args.atoms)
     truth = read_truth_atoms(args.truth, particle=args.particle)
     if len(traced) < 3 or len(truth) < 3:
         raise UserError(
@@ -62,7 +62,19 @@ def run(args: argparse.Namespace) -> int:
             f"{len(truth)} true in {args.truth}"
         )
     structure = None if args.structure == "none" else args.structure
-    result = score_model(traced, truth, match_distance_A=args.match_distance_A, structure=structure)
+    # score the strain as the lattice step defined it (smoothing radius, frame) on both models
+    lattice_options = {
+        key: metadata[key]
+        for key in ("strain_radius_A", "strain_frame")
+        if metadata.get(key) is not None
+    }
+    result = score_model(
+        traced,
+        truth,
+        match_distance_A=args.match_distance_A,
+        structure=structure,
+        lattice_options=lattice_options,
+    )
     log.info(
         "recall %.4f, precision %.4f, RMS %.1f pm, species accuracy %.4f",
         result["recall"],
@@ -70,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
         result["rms_error_pm"],
         result["species_accuracy"],
     )
-    row = {"particle": args.particle if args.particle is not None else "", **result}
+    row = {
+        "particle": args.particle if args.particle is not None else "",
+        **result,
+        "strain_radius_A": lattice_options.get("strain_radius_A", float("nan")),
+    }
     write_table_csv(args.out, pd.DataFrame([row]))
     log.info("wrote %s", args.out)
     return 0
