@@ -9,22 +9,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 
-from nanorecon.brownian import (
-    detect_particles,
-    estimate_drift,
-    flag_tracks,
-    lattice_notch_filter,
-    link_detections,
-    normalise_dose,
-    power_spectrum_sum,
-    remove_background,
-)
+from nanorecon.brownian import track_movie
 from nanorecon.simulate import MovieSpec, ParticleSpec, simulate_movie
 
 DIAMETER_A = 25.0
-BLOCK = 32
 
 
 def main() -> None:
@@ -46,26 +35,14 @@ def main() -> None:
     print(f"simulated {frames.shape} in {time.perf_counter() - t0:.1f} s")
     p = result.pixel_size_A
     t0 = time.perf_counter()
-    power = sum(
-        power_spectrum_sum(normalise_dose(frames[s : s + BLOCK])) for s in range(0, 300, BLOCK)
+    tracking = track_movie(
+        lambda start, stop: frames[start:stop],
+        len(frames),
+        frames.shape[1:],
+        p,
+        diameter_A=DIAMETER_A,
     )
-    notch, n_refl = lattice_notch_filter(power, p, image_shape=frames.shape[1:])
-    state, found = None, []
-    for s in range(0, 300, BLOCK):
-        lo, hi = max(0, s - 4), min(300, s + BLOCK + 4)
-        block = normalise_dose(frames[lo:hi])
-        state = estimate_drift(block[s - lo : s - lo + BLOCK], p, state=state, weights=1 - notch)
-        det = detect_particles(
-            remove_background(block, p, notch=notch), p, diameter_A=DIAMETER_A, first_frame=lo
-        )
-        found.append(det[(det["frame"] >= s) & (det["frame"] < s + BLOCK)])
-    drift = state.drift_A()
-    linked = link_detections(
-        pd.concat(found), max_step_A=0.25 * DIAMETER_A, memory=10, drift_A=drift
-    )
-    tracks = flag_tracks(
-        linked, diameter_A=DIAMETER_A, image_shape_px=frames.shape[1:], pixel_size_A=p
-    )
+    tracks, drift, n_refl = tracking.tracks, tracking.drift_A, tracking.n_reflections
     seconds = time.perf_counter() - t0
     truth = result.trajectory
     merged = tracks.merge(truth, on="frame", suffixes=("", "_true"))

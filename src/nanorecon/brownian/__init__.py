@@ -20,6 +20,7 @@ from ._ctf import ctf_sign, phase_flip
 from ._detect import DETECTION_COLUMNS, detect_particles, fringe_power_map
 from ._drift import DriftState, estimate_drift
 from ._extract import extract_boxes, fringe_quality, initial_orientations, select_frames
+from ._pipeline import MovieTracking, track_movie
 from ._prepare import (
     GRAPHENE_SPACINGS_A,
     frequency_magnitude,
@@ -63,6 +64,7 @@ __all__ = [
     "SHORT_TRACK",
     "TRACK_COLUMNS",
     "DriftState",
+    "MovieTracking",
     "ctf_sign",
     "detect_particles",
     "estimate_drift",
@@ -79,5 +81,6 @@ __all__ = [
     "power_spectrum_sum",
     "remove_background",
     "select_frames",
+    "track_movie",
     "track_summary",
 ]

@@ -9,20 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
-from nanorecon.brownian import (
-    detect_particles,
-    estimate_drift,
-    flag_tracks,
-    lattice_notch_filter,
-    link_detections,
-    normalise_dose,
-    power_spectrum_sum,
-    remove_background,
-    track_summary,
-)
+from nanorecon.brownian import track_movie, track_summary
 from nanorecon.cli import UserError
 from nanorecon.io import open_raw_zarr, write_drift, write_tracks
 
@@ -98,9 +87,14 @@ def open_movie(path: Path) -> tuple[Any, dict[str, Any], float]:
     return data, attrs, float(pixel_size_A)
 
 
+def block_step(chunk: int) -> int:
+    """Frames per block: about BLOCK_FRAMES, rounded up to whole chunks of the store."""
+    return max(1, -(-BLOCK_FRAMES // chunk)) * chunk
+
+
 def blocks(n: int, chunk: int) -> list[tuple[int, int]]:
     """(start, stop) of blocks of whole chunks covering ``range(n)``."""
-    step = max(1, -(-BLOCK_FRAMES // chunk)) * chunk
+    step = block_step(chunk)
     return [(s, min(n, s + step)) for s in range(0, n, step)]
 
 
@@ -112,56 +106,29 @@ def run(args: argparse.Namespace) -> int:
     n, ny, nx = data.shape
     if min(ny, nx) * p < 2 * args.particle_diameter_A:
         raise UserError(f"frames of {nx}×{ny} px are too small for {args.particle_diameter_A} Å")
-    ranges = blocks(n, int(data.chunks[0]))
     with tqdm(
         total=2 * n, desc="track", unit="frame", file=sys.stderr, disable=args.no_progress
     ) as bar:
-        power = None
-        for start, stop in ranges:
-            block = normalise_dose(np.asarray(data[start:stop]))
-            part = power_spectrum_sum(block)
-            power = part if power is None else power + part
-            bar.update(stop - start)
-        notch, n_reflections = lattice_notch_filter(power, p, image_shape=(ny, nx))
-        log.info("support lattice: %d reflections notched", n_reflections)
-        weights = 1.0 - notch if n_reflections >= 2 else None
-        state = None
-        found = []
-        for start, stop in ranges:
-            lo, hi = max(0, start - HALO_FRAMES), min(n, stop + HALO_FRAMES)
-            block = normalise_dose(np.asarray(data[lo:hi]))
-            state = estimate_drift(block[start - lo : stop - lo], p, state=state, weights=weights)
-            clean = remove_background(block, p, notch=notch)
-            detections = detect_particles(
-                clean,
-                p,
-                diameter_A=args.particle_diameter_A,
-                threshold=args.threshold,
-                first_frame=lo,
-            )
-            found.append(detections[(detections["frame"] >= start) & (detections["frame"] < stop)])
-            bar.update(stop - start)
-    drift_A = state.drift_A()
-    detections = pd.concat(found, ignore_index=True)
+        result = track_movie(
+            lambda start, stop: data[start:stop],
+            n,
+            (ny, nx),
+            p,
+            diameter_A=args.particle_diameter_A,
+            threshold=args.threshold,
+            memory=args.memory,
+            min_frames=args.min_frames,
+            block_frames=block_step(int(data.chunks[0])),
+            halo_frames=HALO_FRAMES,
+            progress=bar.update,
+        )
+    log.info("support lattice: %d reflections notched", result.n_reflections)
+    tracks, detections, drift_A = result.tracks, result.detections, result.drift_A
     if detections.empty:
         raise UserError(
             f"no particle found in {args.raw} (diameter {args.particle_diameter_A} Å, threshold "
             f"{args.threshold}); check --particle-diameter-A or lower --threshold"
         )
-    # diffusion step gate: a generous fraction of the particle radius per frame
-    linked = link_detections(
-        detections,
-        max_step_A=0.25 * args.particle_diameter_A,
-        memory=args.memory,
-        drift_A=drift_A,
-    )
-    tracks = flag_tracks(
-        linked,
-        diameter_A=args.particle_diameter_A,
-        image_shape_px=(ny, nx),
-        pixel_size_A=p,
-        min_frames=args.min_frames,
-    )
     summary = track_summary(tracks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
