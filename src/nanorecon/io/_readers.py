@@ -8,6 +8,7 @@ map: mapped pages that were touched stay in the process's resident set, read() c
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import os
@@ -154,7 +155,7 @@ def _read_exact(fd: int, out: np.ndarray, offset: int, path: Path) -> None:
         done += got
 
 
-class RawStack:
+class RawStack(abc.ABC):
     """A stack of 2D images in a raw file, read block by block.
 
     Attributes
@@ -218,10 +219,11 @@ class RawStack:
         block = self._read(start, stop)
         return np.ascontiguousarray(block, dtype=np.float32)
 
+    @abc.abstractmethod
     def _read(self, start: int, stop: int) -> np.ndarray:
-        raise NotImplementedError
+        """Images ``start:stop`` as stored (each format's reader)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - readers holding no open file need nothing
         """Release the file."""
 
 
