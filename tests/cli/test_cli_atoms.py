@@ -78,7 +78,7 @@ def test_trace_lattice_validate_from_mrc(particle, tmp_path):
 
     lattice_dir = tmp_path / "lattice"
     rc = cli.main(
-        ["lattice", str(out / "atoms.parquet"), str(lattice_dir), "--strain-radius-A", "4.5"]
+        ["lattice", str(out / "atoms.parquet"), str(lattice_dir), "--strain-sigma-A", "4.5"]
     )
     assert rc == 0
     assert _files(lattice_dir) == [
@@ -94,7 +94,7 @@ def test_trace_lattice_validate_from_mrc(particle, tmp_path):
     assert list(atoms.columns[: len(ATOM_COLUMNS)]) == list(ATOM_COLUMNS)
     assert {"sigma_A", "structure", "twin_plane", "in_lattice_fit"} <= set(atoms.columns)
     assert len(atoms) == len(traced)
-    assert meta["strain_radius_A"] == 4.5 and "deformation gradient" in meta["strain_definition"]
+    assert meta["strain_sigma_A"] == 4.5 and "deformation gradient" in meta["strain_definition"]
     assert meta["units"]["exy"].startswith("1") and meta["stage"] == "lattice"
     raw = pq.read_schema(lattice_dir / "atoms.parquet").metadata[b"nanorecon"]
     assert json.loads(raw)["lattice_fit_atoms"] == "core"
@@ -127,7 +127,7 @@ def test_trace_lattice_validate_from_mrc(particle, tmp_path):
     assert abs(row.loc[0, "lattice_parameter_error_percent"]) < 0.3
     strain = [f"strain_rmse_{c}" for c in ("exx", "eyy", "ezz", "exy", "exz", "eyz")]
     assert row.loc[0, strain].notna().all() and (row.loc[0, strain] < 0.02).all()
-    assert row.loc[0, "strain_radius_A"] == 4.5  # scored with the lattice step's smoothing
+    assert row.loc[0, "strain_sigma_A"] == 4.5  # scored with the lattice step's smoothing
 
     # the dataset tables: this particle, and one whose steps have not run
     (lattice_dir / "validation.csv").write_bytes(table.read_bytes())

@@ -40,8 +40,8 @@ rule lattice:
         outdir=lambda wildcards: particle_dir(wildcards),
         structure=config["lattice"]["structure"],
         strain=(
-            f"--strain-radius-A {config['lattice']['strain_radius_A']}"
-            if config["lattice"].get("strain_radius_A")
+            f"--strain-sigma-A {config['lattice']['strain_sigma_A']}"
+            if config["lattice"].get("strain_sigma_A")
             else ""
         ),
     log:

@@ -14,9 +14,9 @@ from nanorecon.lattice import analyse_lattice, radial_distance_profile
 log = logging.getLogger("nanorecon.lattice")
 
 STRAIN_DEFINITION = (
-    "least-squares deformation gradient F mapping ideal-lattice bonds to measured bonds over "
-    "the neighbours within strain_radius_A, eps = (F + F^T)/2 - I; tensor (not engineering) "
-    "shear components"
+    "least-squares deformation gradient F mapping ideal-lattice bonds to measured bonds, "
+    "neighbours weighted by exp(-|bond|^2 / (2 strain_sigma_A^2)) up to 2.5 strain_sigma_A, "
+    "eps = (F + F^T)/2 - I; tensor (not engineering) shear components"
 )
 
 
@@ -42,10 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="lattice to fit (default: %(default)s)",
     )
     parser.add_argument(
-        "--strain-radius-A",
+        "--strain-sigma-A",
         type=float,
-        metavar="R",
-        help="strain smoothing radius in Å (default: one fitted lattice parameter)",
+        metavar="SIGMA",
+        help=(
+            "smoothing length σ of the Gaussian-weighted strain fit in Å "
+            "(default: one fitted lattice parameter)"
+        ),
     )
     parser.add_argument(
         "--strain-frame",
@@ -83,7 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Analyse one particle's lattice; errors propagate to :func:`nanorecon.cli.main`."""
-    for name in ("strain_radius_A", "reference_lattice_parameter_A", "profile_bin_A"):
+    for name in ("strain_sigma_A", "reference_lattice_parameter_A", "profile_bin_A"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, not {value}")
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     per_atom, summary = analyse_lattice(
         traced,
         structure=args.structure,
-        strain_radius_A=args.strain_radius_A,
+        strain_sigma_A=args.strain_sigma_A,
         strain_frame=args.strain_frame,
         reference_lattice_parameter_A=args.reference_lattice_parameter_A,
         fit_surface=args.fit_surface,
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     )
     strain = {
         "strain_definition": STRAIN_DEFINITION,
-        "strain_radius_A": summary["strain_radius_A"],
+        "strain_sigma_A": summary["strain_sigma_A"],
         "strain_frame": summary["strain_frame"],
         "reference_lattice_parameter_A": summary["reference_lattice_parameter_A"],
     }

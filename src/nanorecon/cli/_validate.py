@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
             f"{len(truth)} true in {args.truth}"
         )
     structure = None if args.structure == "none" else args.structure
-    # score the strain as the lattice step defined it (smoothing radius, frame) on both models
+    # score the strain as the lattice step defined it (smoothing length, frame) on both models
     lattice_options = {
         key: metadata[key]
-        for key in ("strain_radius_A", "strain_frame")
+        for key in ("strain_sigma_A", "strain_frame")
         if metadata.get(key) is not None
     }
     result = score_model(
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     row = {
         "particle": args.particle if args.particle is not None else "",
         **result,
-        "strain_radius_A": lattice_options.get("strain_radius_A", float("nan")),
+        "strain_sigma_A": lattice_options.get("strain_sigma_A", float("nan")),
     }
     write_table_csv(args.out, pd.DataFrame([row]))
     log.info("wrote %s", args.out)

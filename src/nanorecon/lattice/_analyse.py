@@ -24,7 +24,7 @@ def analyse_lattice(
     atoms: pd.DataFrame,
     *,
     structure: str = "fcc",
-    strain_radius_A: float | None = None,
+    strain_sigma_A: float | None = None,
     strain_frame: str = "map",
     reference_lattice_parameter_A: float | None = None,
     fit_surface: bool = False,
@@ -57,8 +57,9 @@ def analyse_lattice(
         Columns ``x_A, y_A, z_A`` [Å]; ``element`` (optional) sets the bulk (Vegard) reference.
     structure : {"fcc", "bcc", "sc"}, optional
         Lattice to fit.
-    strain_radius_A : float, optional
-        Smoothing radius r_s of the strain fit [Å]; one fitted lattice parameter by default.
+    strain_sigma_A : float, optional
+        Smoothing length σ of the Gaussian-weighted strain fit [Å] (:func:`local_strain`); one
+        fitted lattice parameter by default.
     strain_frame : {"map", "crystal"}, optional
         Frame of the strain components: the map's x, y, z, or the fitted crystal's [100], [010],
         [001].
@@ -86,7 +87,7 @@ def analyse_lattice(
         ``structure, lattice_parameter_A, bulk_lattice_parameter_A, deviation_from_bulk_percent,
         orientation_quaternion_xyzw, orientation_matrix, origin_A, rms_residual_A, n_atoms,
         n_fitted, lattice_fit_atoms ("core", "full_coordination" or "all"), core_depth_A,
-        twinning, n_twin_planes, n_twin_orientations, n_icosahedral, strain_radius_A,
+        twinning, n_twin_planes, n_twin_orientations, n_icosahedral, strain_sigma_A,
         strain_frame``, and core / surface means of each strain component and of the
         displacement length [Å] (core: coordination not below ``surface_coordination``).
     """
@@ -125,11 +126,11 @@ def analyse_lattice(
     ideal = fit.ideal_positions_A
     if reference_lattice_parameter_A is not None:
         ideal = fit.origin_A + reference_lattice_parameter_A * fit.rotation.apply(fit.hkl / 2.0)
-    radius = a if strain_radius_A is None else float(strain_radius_A)
+    sigma = a if strain_sigma_A is None else float(strain_sigma_A)
     strain = local_strain(
         positions,
         ideal,
-        radius_A=radius,
+        sigma_A=sigma,
         rotation=fit.rotation if strain_frame == "crystal" else None,
     )
     displacement = positions - fit.ideal_positions_A
@@ -165,7 +166,7 @@ def analyse_lattice(
         {
             "bulk_lattice_parameter_A": float(bulk),
             "deviation_from_bulk_percent": float(100.0 * (a - bulk) / bulk),
-            "strain_radius_A": radius,
+            "strain_sigma_A": sigma,
             "strain_frame": strain_frame,
             "reference_lattice_parameter_A": float(reference_lattice_parameter_A or a),
             "n_surface": int(surface.sum()),
