@@ -9,11 +9,18 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pandas as pd
+from scipy.spatial.transform import Rotation
 
 from nanorecon.cli import main
 from nanorecon.cli._figures import DPI
 from nanorecon.figures import FIGURE_SIZES_IN
-from nanorecon.io import write_map_zarr
+from nanorecon.io import (
+    orientations_table,
+    write_map_zarr,
+    write_orientations,
+    write_particle_stack,
+    write_tracks,
+)
 
 
 def test_dataset_figures_from_tables(tmp_path: Path):
@@ -39,6 +46,63 @@ def test_dataset_figures_from_tables(tmp_path: Path):
         width, height = FIGURE_SIZES_IN[name]
         assert pixels.shape[:2] == (round(height * DPI), round(width * DPI))
         assert pixels[..., :3].std() > 0.05
+
+
+def _assert_figure(path: Path, name: str) -> None:
+    pixels = matplotlib.image.imread(path)
+    width, height = FIGURE_SIZES_IN[name]
+    assert pixels.shape[:2] == (round(height * DPI), round(width * DPI))
+    assert pixels[..., :3].std() > 0.05
+
+
+def test_brownian_tracks_and_orientation_coverage(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    dataset = tmp_path / "movie"
+    dataset.mkdir()
+    write_particle_stack(
+        dataset / "raw.zarr", rng.normal(size=(6, 64, 64)).astype(np.float32), pixel_size_A=0.5
+    )
+    frames = np.arange(6)
+    tracks = pd.concat(
+        [
+            pd.DataFrame(
+                {"frame": frames, "track": t, "x_A": x0 + frames, "y_A": -x0 + 0.5 * frames}
+            )
+            for t, x0 in ((0, -8.0), (1, 6.0))
+        ],
+        ignore_index=True,
+    ).assign(score=1.0, status="ok", reason="")
+    write_tracks(dataset / "tracks.parquet", tracks)
+    assert main(["figures", "--dataset", str(dataset), str(tmp_path / "dataset_figures")]) == 0
+    _assert_figure(tmp_path / "dataset_figures" / "tracks.png", "tracks")
+
+    particle = dataset / "particles" / "p000"
+    particle.mkdir(parents=True)
+    write_particle_stack(
+        particle / "stack.zarr",
+        np.zeros((50, 16, 16), np.float32),
+        pixel_size_A=0.5,
+        attrs={"modality": "brownian"},
+    )
+    rotations = Rotation.random(50, random_state=1)
+    write_orientations(
+        particle / "orientations.parquet",
+        orientations_table(rotations, np.zeros((50, 2)), half_sets=1 + np.arange(50) // 25),
+    )
+    assert main(["figures", str(particle), str(tmp_path / "particle_figures")]) == 0
+    _assert_figure(
+        tmp_path / "particle_figures" / "orientation_coverage.png", "orientation_coverage"
+    )
+    # a tilt series gets no coverage figure: its wedge is by design
+    write_particle_stack(
+        particle / "stack.zarr",
+        np.zeros((50, 16, 16), np.float32),
+        pixel_size_A=0.5,
+        attrs={"modality": "tomography", "tilt_angles_deg": list(np.linspace(-70, 70, 50))},
+    )
+    (tmp_path / "particle_figures" / "orientation_coverage.png").unlink()
+    main(["figures", str(particle), str(tmp_path / "particle_figures")])
+    assert not (tmp_path / "particle_figures" / "orientation_coverage.png").exists()
 
 
 def test_figures_of_an_empty_folder_fail_clearly(tmp_path: Path, capsys):

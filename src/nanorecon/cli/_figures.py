@@ -12,11 +12,18 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from nanorecon.cli import UserError
-from nanorecon.io import atomic_output, open_raw_zarr, read_atoms_parquet, read_orientations
+from nanorecon.io import (
+    atomic_output,
+    open_raw_zarr,
+    read_atoms_parquet,
+    read_orientations,
+    read_tracks,
+)
 from nanorecon.io import read_map as read_map_file
 
 log = logging.getLogger("nanorecon.figures")
@@ -34,11 +41,13 @@ PARTICLE_FIGURES = {
     "radial_profile": "nearest-neighbour distance from core to surface",
     "alignment": "tilt-series shifts, angle corrections and refinement error",
     "tilt_series": "raw tilt images (with --raw)",
+    "orientation_coverage": "view directions of a Brownian particle's frames on the sphere",
 }
 #: figures of one dataset
 DATASET_FIGURES = {
     "lattice_vs_size": "lattice parameter against particle size",
     "runtime": "wall time and memory per job (Snakemake benchmarks)",
+    "tracks": "Brownian particle tracks over a movie frame (tracks.parquet and raw.zarr)",
 }
 
 
@@ -150,7 +159,26 @@ def _particle_figures(folder: Path, raw: Path | None) -> dict[str, Callable[[], 
     )
     plan["alignment"] = _alignment_plan(folder, figures)
     plan["tilt_series"] = _tilt_series_plan(raw, figures) if raw is not None else "no --raw"
+    plan["orientation_coverage"] = _coverage_plan(folder, figures)
     return plan
+
+
+def _coverage_plan(folder: Path, figures) -> Callable[[], Figure] | str:
+    stack = folder / "stack.zarr"
+    if not (folder / "orientations.parquet").is_file() or not stack.exists():
+        return "needs orientations.parquet and stack.zarr"
+    _, attrs = open_raw_zarr(stack)
+    if attrs.get("modality") != "brownian":
+        return "not a Brownian particle (a tilt series covers a wedge by design)"
+
+    def draw() -> Figure:
+        table, rotations = read_orientations(folder / "orientations.parquet")
+        if "used" in table.columns:
+            rotations = rotations[table["used"].to_numpy(dtype=bool)]
+        # the beam (microscope z) seen from the map frame: R maps map → microscope
+        return figures.plot_orientation_coverage(rotations.inv().apply([0.0, 0.0, 1.0]))
+
+    return draw
 
 
 def _alignment_plan(folder: Path, figures) -> Callable[[], Figure] | str:
@@ -211,7 +239,28 @@ def _dataset_figures(folder: Path) -> dict[str, Callable[[], Figure] | str]:
     plan["runtime"] = (
         (lambda: figures.plot_runtime(benchmarks)) if len(benchmarks) else "no benchmarks/*.tsv"
     )
+    plan["tracks"] = _tracks_plan(folder, figures)
     return plan
+
+
+def _tracks_plan(folder: Path, figures) -> Callable[[], Figure] | str:
+    tracks_path, raw = folder / "tracks.parquet", folder / "raw.zarr"
+    if not tracks_path.is_file() or not raw.exists():
+        return "needs tracks.parquet and raw.zarr (Brownian datasets)"
+
+    def draw() -> Figure:
+        tracks = read_tracks(tracks_path)
+        data, attrs = open_raw_zarr(raw)
+        # the frame where most particles are tracked, so every track is circled once if possible
+        frame = int(tracks.groupby("frame")["track"].nunique().idxmax())
+        return figures.plot_tracks(
+            tracks,
+            image=np.asarray(data[frame], dtype=np.float32),
+            pixel_size_A=float(attrs["pixel_size_A"]),
+            frame=frame,
+        )
+
+    return draw
 
 
 def run(args: argparse.Namespace) -> int:
