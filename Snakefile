@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/reconstruct.smk"
+include: "workflow/rules/brownian.smk"
 include: "workflow/rules/atoms.smk"
 include: "workflow/rules/report.smk"
 
@@ -26,4 +27,5 @@ localrules:
 rule all:
     input:
         all_outputs(),
+        brownian_tables,
     default_target: True

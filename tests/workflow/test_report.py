@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nanorecon.cli._figures import DATASET_FIGURES, DPI, PARTICLE_FIGURES
+from nanorecon.cli._figures import DPI, figures_of
 from nanorecon.figures import FIGURE_SIZES_IN
 from nanorecon.io import read_map_zarr
 
@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 DATASET = "results-ci/ci_tomo"
 PARTICLE = f"{DATASET}/particles/p000"
+MOVIE = "results-ci/ci_brownian"
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +30,36 @@ def finished(ci_workflow) -> Path:
 
 
 def figure_paths() -> dict[str, str]:
-    paths = {name: f"{DATASET}/figures/p000/{name}.png" for name in PARTICLE_FIGURES}
-    paths.update({name: f"{DATASET}/figures/{name}.png" for name in DATASET_FIGURES})
+    """Figures every CI run must have: the tilt series' particle and dataset, the movie's tracks."""
+    paths = {name: f"{DATASET}/figures/p000/{name}.png" for name in figures_of("tomography")}
+    paths.update(
+        {name: f"{DATASET}/figures/{name}.png" for name in figures_of("tomography", dataset=True)}
+    )
+    paths["tracks"] = f"{MOVIE}/figures/tracks.png"
     return paths
 
 
-@pytest.mark.parametrize("name", list(figure_paths()))
-def test_figure_is_a_png_of_its_size(finished: Path, name: str):
-    path = finished / figure_paths()[name]
+def _assert_png(path: Path, name: str) -> None:
     assert path.is_file() and path.stat().st_size > 0, f"{path} missing (figures in all_outputs?)"
     pixels = matplotlib.image.imread(path)
     width, height = FIGURE_SIZES_IN[name]
     assert pixels.shape[:2] == (round(height * DPI), round(width * DPI))
     assert pixels[..., :3].std() > 0.05  # not blank
+
+
+@pytest.mark.parametrize("name", list(figure_paths()))
+def test_figure_is_a_png_of_its_size(finished: Path, name: str):
+    _assert_png(finished / figure_paths()[name], name)
+
+
+def test_refined_brownian_particles_have_their_figures(finished: Path):
+    refinement = pd.read_csv(finished / MOVIE / "refinement.tsv", sep="\t", keep_default_na=False)
+    ok = refinement.loc[refinement.status == "ok", "particle"]
+    for pid in ok:
+        for name in figures_of("brownian"):
+            _assert_png(finished / MOVIE / "figures" / pid / f"{name}.png", name)
+    for pid in refinement.loc[refinement.status != "ok", "particle"]:
+        assert not (finished / MOVIE / "figures" / pid).exists()  # failed: not traced, no figures
 
 
 def test_report_embeds_every_figure(finished: Path, run_snakemake):

@@ -121,6 +121,53 @@ def test_ci_profile_runs_the_whole_workflow(ci_workflow):
     assert (tables / "benchmarks" / "reconstruct" / "p000.tsv").is_file()
 
 
+def test_ci_profile_runs_the_brownian_chain(ci_workflow):
+    """Movie → tracks → particle stacks → per-particle refinement (dask) → atoms, scored per track."""
+    workdir, result = ci_workflow
+    assert result.returncode == 0, result.stdout
+    tables = workdir / "results-ci" / "ci_brownian"
+    truth = workdir / "resources" / "simulated" / "ci_brownian" / "truth"
+    for name in ("track", "extract", "refine_particles"):
+        assert (tables / "benchmarks" / f"{name}.tsv").is_file(), name
+        assert (workdir / "logs-ci" / name / "ci_brownian.log").is_file(), name
+    tracks = pd.read_parquet(tables / "tracks.parquet")
+    assert {"frame", "track", "x_A", "y_A", "status"} <= set(tracks.columns)
+    listing = pd.read_csv(tables / "particles.tsv", sep="\t")
+    refinement = pd.read_csv(tables / "refinement.tsv", sep="\t", keep_default_na=False)
+    # every extracted particle has a row and a status; rejected tracks keep their reason
+    assert list(refinement.particle) == list(listing.particle[listing.status == "ok"]) + list(
+        listing.particle[listing.status != "ok"]
+    )
+    assert refinement.status.str.fullmatch(r"ok|failed: .+").all()
+    frames = pd.read_csv(truth / "frames.csv")
+    refined = refinement[refinement.resolution_A != ""]
+    assert len(refined) >= 1  # at least one track is long enough to be refined
+    for row in refined.itertuples():
+        folder = tables / "particles" / row.particle
+        for name in ("map.zarr", "map.mrc", "fsc.csv", "abinitio_starts.csv", "refined.json"):
+            assert (folder / name).exists(), (row.particle, name)
+        assert float(row.resolution_A) > 0 and int(row.n_used) >= 20
+        # the track is matched to the true particle it follows, within a pixel or two
+        validation = pd.read_csv(folder / "orientation_validation.csv").iloc[0]
+        assert int(validation.true_particle) == int(row.true_particle)
+        assert int(validation.true_particle) in set(frames.particle)
+        assert validation.match_distance_A < 1.0
+        assert 0 <= validation.orientation_error_median_deg <= validation.orientation_error_p90_deg
+        orientations = pd.read_parquet(folder / "orientations.parquet")
+        assert set(orientations.half_set) == {1, 2} and len(orientations) == int(row.n_frames)
+    # particles refined to atomic resolution are traced and scored against their own true atoms
+    ok = refinement[refinement.status == "ok"]
+    if len(ok):
+        assert (ok.resolution_A.astype(float) <= 2.0).all()
+        particles = pd.read_csv(tables / "particles.csv")
+        assert sorted(particles.particle) == sorted(ok.particle)
+        validation = pd.read_csv(tables / "validation.csv")
+        assert sorted(validation.particle) == sorted(ok.particle)
+        assert (validation.n_true > 50).all()  # the matched true particle's atoms, not all
+    else:
+        assert not (tables / "particles.csv").exists()
+
+
 def test_slurm_profile_plans_cluster_jobs(run_snakemake, workdir: Path):
     result = run_snakemake(workdir, "-n", "--profile", "profiles/slurm")
     assert result.returncode == 0, result.stdout
@@ -131,3 +178,7 @@ def test_slurm_profile_plans_cluster_jobs(run_snakemake, workdir: Path):
     job = result.stdout.split("rule reconstruct:", 1)[1].split("\n\n", 1)[0]
     assert "gpu=1" in job and "slurm_partition=gpu" in job
     assert "--device gpu" in job
+    # so does the Brownian per-particle refinement, whose dask cluster then uses the GPU
+    job = result.stdout.split("checkpoint refine_particles:", 1)[1].split("\n\n", 1)[0]
+    assert "gpu=1" in job and "slurm_partition=gpu" in job
+    assert "--device gpu" in job and "--cluster auto" in job

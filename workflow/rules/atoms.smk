@@ -1,16 +1,34 @@
 # Atoms, lattice and strain of every particle map; validation against the simulator's truth.
 
 
+def projection_inputs(wildcards):
+    """Tilt series: the aligned stack and orientations that the traced positions are refined against."""
+    if sample(wildcards.dataset).modality != "tomography":
+        return {}
+    folder = particle_dir(wildcards)
+    return {"stack": f"{folder}/stack.zarr", "orientations": f"{folder}/orientations.parquet"}
+
+
+def refine_option(wildcards, input):
+    if "stack" not in input.keys():
+        return ""
+    return f"--stack {shlex.quote(input.stack)} --orientations {shlex.quote(input.orientations)}"
+
+
 rule trace:
-    """Map → atom positions (sub-voxel fits), intensities and species."""
+    """Map → atom positions (sub-voxel fits, then refined against the HAADF projections), species."""
     input:
-        map=f"{PARTICLE}/map.zarr",
+        unpack(projection_inputs),
+        # tomography: the particle's map.zarr; Brownian: the refinement table that wrote it
+        map=particle_map_input,
     output:
         atoms=f"{PARTICLE}/traced/atoms.parquet",
         model=f"{PARTICLE}/traced/model.xyz",
     params:
+        map=lambda wildcards: f"{particle_dir(wildcards)}/map.zarr",
         outdir=lambda wildcards: f"{particle_dir(wildcards)}/traced",
         elements=lambda wildcards: sample(wildcards.dataset).elements,
+        refine=refine_option,
     log:
         f"{LOGS}/trace/{{dataset}}/{{pid}}.log",
     benchmark:
@@ -22,8 +40,8 @@ rule trace:
     conda:
         "../../envs/nanorecon.yaml"
     shell:
-        "nanorecon trace {input.map:q} {params.outdir:q} --elements {params.elements:q} "
-        "> {log:q} 2>&1"
+        "nanorecon trace {params.map:q} {params.outdir:q} --elements {params.elements:q} "
+        "{params.refine} > {log:q} 2>&1"
 
 
 rule lattice:
@@ -66,8 +84,13 @@ rule validate_particle:
         truth=truth_dir,
     output:
         f"{PARTICLE}/validation.csv",
+    params:
+        # a Brownian track is scored against the true particle its refinement matched it to
+        matched=matched_particle,
     log:
         f"{LOGS}/validate/{{dataset}}/{{pid}}.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/validate/{{pid}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -75,7 +98,8 @@ rule validate_particle:
     conda:
         "../../envs/nanorecon.yaml"
     shell:
-        "nanorecon validate {input.atoms:q} {input.truth:q}/atoms.csv {output:q} > {log:q} 2>&1"
+        "nanorecon validate {input.atoms:q} {input.truth:q}/atoms.csv {output:q} {params.matched} "
+        "> {log:q} 2>&1"
 
 
 rule summarize:

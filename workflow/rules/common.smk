@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
@@ -176,9 +177,69 @@ def reconstruct_inputs(wildcards):
     return inputs
 
 
+def is_brownian(dataset):
+    return sample(dataset).modality == "brownian"
+
+
+def refine_particles_inputs(wildcards):
+    """The particle list and the movie (its frame rate), and the truth folder of simulated data."""
+    inputs = {
+        "particles": f"{RESULTS}/{wildcards.dataset}/particles.tsv",
+        "raw": f"{RESULTS}/{wildcards.dataset}/raw.zarr",
+    }
+    if wildcards.dataset in datasets(with_truth=True):
+        inputs["truth"] = truth_dir(wildcards)
+    return inputs
+
+
+def dask_threads():
+    """Cores of the refine_particles job: its local dask workers × their threads."""
+    dask = config["dask"]
+    if dask["scheduler_address"]:
+        return 1  # the work runs on the scheduler's workers
+    return (dask["n_workers"] or 2) * dask["threads_per_worker"]
+
+
+def dask_options(threads, resources):
+    """`nanorecon refine-particles` flags of the config's dask section, for the granted cores."""
+    dask = config["dask"]
+    per_worker = dask["threads_per_worker"]
+    cluster = dask["cluster"]
+    if cluster == "auto" and resources.gpu == 0:
+        cluster = "cpu"  # no GPU granted: never start a CUDA cluster
+    flags = [f"--cluster {cluster}", f"--threads-per-worker {per_worker}"]
+    if dask["scheduler_address"]:
+        flags.append(f"--scheduler-address {shlex.quote(dask['scheduler_address'])}")
+    elif dask["n_workers"]:
+        flags.append(f"--workers {dask['n_workers']}")
+    elif resources.gpu == 0:
+        flags.append(f"--workers {max(1, threads // per_worker)}")
+    # else: a GPU cluster starts one worker per granted GPU
+    return " ".join(flags)
+
+
 def particle_ids(wildcards):
-    """Particles of a dataset: a tilt series holds one; Brownian movies are not reconstructed yet."""
-    return ["p000"] if sample(wildcards.dataset).modality == "tomography" else []
+    """Particles of a dataset: a tilt series holds one; a movie those its refinement kept (ok)."""
+    if not is_brownian(wildcards.dataset):
+        return ["p000"]
+    table = checkpoints.refine_particles.get(dataset=wildcards.dataset).output[0]
+    refined = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+    return sorted(refined.loc[refined.status == "ok", "particle"])
+
+
+def particle_map_input(wildcards):
+    """What the particle's map.zarr comes from: the tomography rule, or the Brownian checkpoint."""
+    if is_brownian(wildcards.dataset):
+        return f"{RESULTS}/{wildcards.dataset}/refinement.tsv"
+    return f"{particle_dir(wildcards)}/map.zarr"
+
+
+def matched_particle(wildcards):
+    """`nanorecon validate` flags naming the true particle of a Brownian track (from its refinement)."""
+    if not is_brownian(wildcards.dataset):
+        return ""
+    table = shlex.quote(f"{particle_dir(wildcards)}/orientation_validation.csv")
+    return f"--matched {table}"
 
 
 def particle_dir(wildcards):
@@ -198,7 +259,10 @@ def particle_outputs(wildcards):
     with_truth = wildcards.dataset in datasets(with_truth=True)
     for pid in particle_ids(wildcards):
         folder = f"{RESULTS}/{wildcards.dataset}/particles/{pid}"
-        outputs += [f"{folder}/atoms.parquet", f"{folder}/lattice.json", f"{folder}/fsc.csv"]
+        outputs += [f"{folder}/atoms.parquet", f"{folder}/lattice.json"]
+        # a Brownian particle's fsc.csv is written by the dataset's refine_particles checkpoint
+        if not is_brownian(wildcards.dataset):
+            outputs.append(f"{folder}/fsc.csv")
         if with_truth:
             outputs.append(f"{folder}/validation.csv")
     return outputs
@@ -214,11 +278,31 @@ def one_of(names):
 
 
 def all_outputs():
-    """Everything that exists for every dataset: raw.zarr, and the tables where particles are made."""
+    """Everything that exists for every dataset: raw.zarr, and the tables where particles are made.
+
+    Brownian datasets add their refinement table here and their particles tables through
+    :func:`brownian_tables`, which waits for the refine_particles checkpoint."""
     outputs = expand(f"{RESULTS}/{{dataset}}/raw.zarr", dataset=samples.dataset)
+    for dataset in datasets("brownian"):
+        outputs.append(f"{RESULTS}/{dataset}/refinement.tsv")
     for dataset in datasets("tomography"):
         outputs.append(f"{RESULTS}/{dataset}/particles.csv")
         if dataset in datasets(with_truth=True):
             outputs.append(f"{RESULTS}/{dataset}/validation.csv")
     outputs += figure_targets()  # defined in report.smk
+    return outputs
+
+
+def brownian_tables(wildcards):
+    """particles.csv (and validation.csv) and figures of the Brownian datasets with refined particles.
+
+    A dataset whose particles all failed refinement ends in refinement.tsv, which gives the
+    reason of each particle."""
+    outputs = []
+    for dataset in datasets("brownian"):
+        if particle_ids(SimpleNamespace(dataset=dataset)):
+            outputs.append(f"{RESULTS}/{dataset}/particles.csv")
+            if dataset in datasets(with_truth=True):
+                outputs.append(f"{RESULTS}/{dataset}/validation.csv")
+            outputs += particle_figure_targets(dataset)  # defined in report.smk
     return outputs

@@ -9,6 +9,7 @@ PARTICLE_FIGURES = [
     ("map_axes", "map_axes.rst", "Reconstruction"),
     ("map_zone_axes", "map_zone_axes.rst", "Reconstruction"),
     ("alignment", "alignment.rst", "Reconstruction"),
+    ("orientation_coverage", "orientation_coverage.rst", "Reconstruction"),
     ("tilt_series", "tilt_series.rst", "Raw data"),
     ("model", "model.rst", "Atomic model"),
     ("strain_layers", "strain_layers.rst", "Atomic model"),
@@ -18,6 +19,18 @@ DATASET_FIGURES = [
     ("lattice_vs_size", "lattice_vs_size.rst", "Dataset"),
     ("runtime", "runtime.rst", "Run time"),
 ]
+MOVIE_FIGURES = [("tracks", "tracks.rst", "Raw data")]
+# figures of one modality only; the others are drawn for both
+MODALITY_ONLY = {"tomography": {"alignment", "tilt_series"}, "brownian": {"orientation_coverage"}}
+
+
+def figures_for(modality, figures=PARTICLE_FIGURES):
+    other = set().union(*(names for m, names in MODALITY_ONLY.items() if m != modality))
+    return [figure for figure in figures if figure[0] not in other]
+
+
+def figure_names(figures):
+    return ",".join(name for name, _, _ in figures)
 
 
 def figure_outputs(folder, figures):
@@ -37,8 +50,13 @@ def dataset_benchmarks(wildcards):
     """The benchmark files of the dataset's jobs drawn in runtime.png (made before the figure)."""
     folder = f"{RESULTS}/{wildcards.dataset}/benchmarks"
     files = [f"{folder}/ingest.tsv"]
+    steps = ["trace", "lattice"]
+    if is_brownian(wildcards.dataset):
+        files += [f"{folder}/{step}.tsv" for step in ("track", "extract", "refine_particles")]
+    else:
+        steps.insert(0, "reconstruct")
     for pid in particle_ids(wildcards):
-        files += [f"{folder}/{step}/{pid}.tsv" for step in ("reconstruct", "trace", "lattice")]
+        files += [f"{folder}/{step}/{pid}.tsv" for step in steps]
     return files
 
 
@@ -53,12 +71,13 @@ rule figures:
         f"{PARTICLE}/orientations.parquet",
         raw=f"{RESULTS}/{{dataset}}/raw.zarr",
     output:
-        **figure_outputs(f"{FIGURES}/{{pid}}", PARTICLE_FIGURES),
+        **figure_outputs(f"{FIGURES}/{{pid}}", figures_for("tomography")),
     wildcard_constraints:
         dataset=one_of(datasets("tomography")),
     params:
         particle=lambda wildcards: particle_dir(wildcards),
         outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/figures/{wildcards.pid}",
+        names=figure_names(figures_for("tomography")),
     log:
         f"{LOGS}/figures/{{dataset}}/{{pid}}.log",
     threads: 1
@@ -68,7 +87,61 @@ rule figures:
     conda:
         "../../envs/nanorecon.yaml"
     shell:
-        "nanorecon figures {params.particle:q} {params.outdir:q} --raw {input.raw:q} > {log:q} 2>&1"
+        "nanorecon figures {params.particle:q} {params.outdir:q} --raw {input.raw:q} "
+        "--only {params.names} > {log:q} 2>&1"
+
+
+rule brownian_figures:
+    """One Brownian particle's FSC, map views, orientation coverage, atomic model, strain, profile."""
+    input:
+        f"{PARTICLE}/atoms.parquet",
+        f"{PARTICLE}/lattice.json",
+        f"{PARTICLE}/radial_profile.csv",
+        # map, FSC and orientations come from the dataset's refine_particles checkpoint
+        f"{RESULTS}/{{dataset}}/refinement.tsv",
+    output:
+        **figure_outputs(f"{FIGURES}/{{pid}}", figures_for("brownian")),
+    wildcard_constraints:
+        dataset=one_of(datasets("brownian")),
+    params:
+        particle=lambda wildcards: particle_dir(wildcards),
+        outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/figures/{wildcards.pid}",
+        names=figure_names(figures_for("brownian")),
+    log:
+        f"{LOGS}/figures/{{dataset}}/{{pid}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon figures {params.particle:q} {params.outdir:q} --only {params.names} "
+        "> {log:q} 2>&1"
+
+
+rule track_figure:
+    """The particle tracks of a movie over the frame where most particles are tracked."""
+    input:
+        f"{RESULTS}/{{dataset}}/tracks.parquet",
+        f"{RESULTS}/{{dataset}}/raw.zarr",
+    output:
+        **figure_outputs(FIGURES, MOVIE_FIGURES),
+    wildcard_constraints:
+        dataset=one_of(datasets("brownian")),
+    params:
+        folder=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
+    log:
+        f"{LOGS}/figures/{{dataset}}_tracks.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon figures --dataset {params.folder:q} {params.folder:q}/figures --only tracks "
+        "> {log:q} 2>&1"
 
 
 rule dataset_figures:
@@ -78,10 +151,9 @@ rule dataset_figures:
         dataset_benchmarks,
     output:
         **figure_outputs(FIGURES, DATASET_FIGURES),
-    wildcard_constraints:
-        dataset=one_of(datasets("tomography")),
     params:
         folder=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
+        names=figure_names(DATASET_FIGURES),
     log:
         f"{LOGS}/figures/{{dataset}}.log",
     threads: 1
@@ -91,16 +163,25 @@ rule dataset_figures:
     conda:
         "../../envs/nanorecon.yaml"
     shell:
-        "nanorecon figures --dataset {params.folder:q} {params.folder:q}/figures > {log:q} 2>&1"
+        "nanorecon figures --dataset {params.folder:q} {params.folder:q}/figures "
+        "--only {params.names} > {log:q} 2>&1"
+
+
+def particle_figure_targets(dataset):
+    """The dataset figures and every particle's figures (Brownian: waits for the checkpoint)."""
+    modality = sample(dataset).modality
+    folder = f"{RESULTS}/{dataset}/figures"
+    targets = [f"{folder}/{name}.png" for name, _, _ in DATASET_FIGURES]
+    for pid in particle_ids(SimpleNamespace(dataset=dataset)):
+        targets += [f"{folder}/{pid}/{name}.png" for name, _, _ in figures_for(modality)]
+    return targets
 
 
 def figure_targets():
-    """Every figure of the tomography datasets (their particles and the dataset figures)."""
+    """Figures known before any checkpoint: tomography datasets' and the movies' track figures."""
     targets = []
     for dataset in datasets("tomography"):
-        wildcards = SimpleNamespace(dataset=dataset)
-        folder = f"{RESULTS}/{dataset}/figures"
-        targets += [f"{folder}/{name}.png" for name, _, _ in DATASET_FIGURES]
-        for pid in particle_ids(wildcards):
-            targets += [f"{folder}/{pid}/{name}.png" for name, _, _ in PARTICLE_FIGURES]
+        targets += particle_figure_targets(dataset)
+    for dataset in datasets("brownian"):
+        targets += [f"{RESULTS}/{dataset}/figures/{name}.png" for name, _, _ in MOVIE_FIGURES]
     return targets

@@ -4,7 +4,7 @@ Dose normalisation, graphene notch filter and background removal, stage drift, p
 detection (local lattice-fringe power), linking into tracks with gap closing, cutting at
 overlaps and field exits, sub-pixel centred boxes, CTF phase flipping and frame quality; ab initio
 orientations of each particle's frames (PRIME-style stochastic search with a rotational-diffusion
-prior linking consecutive frames).
+prior linking consecutive frames), and the per-particle chain on to refined half maps and FSC.
 Everything takes and returns arrays or DataFrames; the ``nanorecon track`` and ``nanorecon
 extract`` verbs read the movie block by block and write through :mod:`nanorecon.io`.
 """
@@ -35,6 +35,7 @@ from ._prior import (
     estimate_rotational_diffusion,
     smooth_orientations,
 )
+from ._reconstruct import ParticleReconstruction, reconstruct_particle, time_block_half_sets
 from ._track import (
     LEFT_FIELD,
     NOT_DETECTED,
@@ -48,6 +49,9 @@ from ._track import (
 
 __all__ = [
     "AbInitioResult",
+    "ParticleReconstruction",
+    "reconstruct_particle",
+    "time_block_half_sets",
     "DiffusionEstimate",
     "OrientationAlignment",
     "ab_initio_orientations",

@@ -26,6 +26,7 @@ VERBS = {
     "summarize": "_summarize",
     "track": "_track",
     "extract": "_extract",
+    "refine-particles": "_refine_particles",
     "figures": "_figures",
     "view": "_view",
 }

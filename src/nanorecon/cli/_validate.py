@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -30,8 +31,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("atoms", metavar="ATOMS_PARQUET", help="traced atoms table")
     parser.add_argument("truth", metavar="TRUTH_ATOMS_CSV", help="true atoms (simulator)")
     parser.add_argument("out", metavar="OUT_CSV", help="output table")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--particle", help="particle id in the truth table (needed when it holds several)"
+    )
+    which.add_argument(
+        "--matched",
+        type=Path,
+        metavar="CSV",
+        help=(
+            "a Brownian particle's orientation_validation.csv (from `nanorecon refine-particles "
+            "--truth`): score against the true particle its track was matched to"
+        ),
     )
     parser.add_argument(
         "--structure",
@@ -50,12 +61,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _matched_particle(path: Path) -> str:
+    """The true particle id recorded for a Brownian track by `nanorecon refine-particles`."""
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; run `nanorecon refine-particles --truth` first")
+    table = pd.read_csv(path)
+    if "true_particle" not in table.columns or len(table) != 1:
+        raise UserError(f"{path} must hold one row with a true_particle column")
+    return str(table["true_particle"].iloc[0])
+
+
 def run(args: argparse.Namespace) -> int:
     """Score one particle; errors propagate to :func:`nanorecon.cli.main`."""
     if not args.match_distance_A > 0:
         raise UserError(f"--match-distance-A must be positive, not {args.match_distance_A}")
+    particle = args.particle if args.matched is None else _matched_particle(args.matched)
     traced, metadata = read_atoms_parquet(args.atoms)
-    truth = read_truth_atoms(args.truth, particle=args.particle)
+    truth = read_truth_atoms(args.truth, particle=particle)
     if len(traced) < 3 or len(truth) < 3:
         raise UserError(
             f"too few atoms to align: {len(traced)} traced in {args.atoms}, "
@@ -83,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         result["species_accuracy"],
     )
     row = {
-        "particle": args.particle if args.particle is not None else "",
+        "particle": particle if particle is not None else "",
         **result,
         "strain_sigma_A": lattice_options.get("strain_sigma_A", float("nan")),
     }

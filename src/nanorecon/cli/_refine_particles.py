@@ -1,0 +1,421 @@
+"""``nanorecon refine-particles DATASET_DIR``: every Brownian particle stack → refined map and FSC.
+
+One dask task per particle (:func:`nanorecon.parallel.map_particles`). Each task writes its
+outputs atomically and its completion marker ``refined.json`` last, so a killed run resumes with
+the finished particles untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nanorecon.backend import asnumpy, to_device
+from nanorecon.brownian import align_orientations, reconstruct_particle
+from nanorecon.cli import UserError
+from nanorecon.geometry import rotations_from_quaternions
+from nanorecon.io import (
+    atomic_output,
+    open_raw_zarr,
+    orientations_table,
+    read_orientations,
+    read_particle_stack,
+    write_json,
+    write_map_mrc,
+    write_map_zarr,
+    write_orientations,
+    write_table_csv,
+)
+from nanorecon.parallel import dask_client, map_particles
+
+log = logging.getLogger("nanorecon.refine_particles")
+
+#: completion marker of one particle, written after all its other outputs
+MARKER = "refined.json"
+#: columns of DATASET_DIR/refinement.tsv
+REFINEMENT_COLUMNS = [
+    "particle",
+    "status",
+    "n_frames",
+    "n_used",
+    "resolution_A",
+    "D_r_rad2_per_s",
+    "seconds",
+    "worker",
+    "worker_peak_rss_MB",
+    "true_particle",
+    "orientation_error_median_deg",
+    "orientation_error_p90_deg",
+]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``refine-particles`` verb."""
+    parser = subparsers.add_parser(
+        "refine-particles",
+        help="ab initio orientations, refinement, half maps and FSC of every Brownian particle",
+        description=(
+            "Read DATASET_DIR/particles.tsv (from `nanorecon extract`) and, as one dask task per "
+            "particle, find each particle's orientations ab initio, refine them by projection "
+            "matching and reconstruct its map, half maps and gold-standard FSC into "
+            "particles/pNNN/{orientations.parquet, map.zarr, map.mrc, fsc.csv, "
+            "abinitio_starts.csv, refinement_history.csv, refined.json}. Particles whose "
+            "refined.json matches their stack are skipped. Writes DATASET_DIR/refinement.tsv. "
+            "With --truth, also orientation_validation.csv per particle."
+        ),
+    )
+    parser.add_argument("dataset", type=Path, metavar="DATASET_DIR", help="results/{dataset}")
+    parser.add_argument("--cluster", choices=["auto", "cpu", "gpu"], default="auto")
+    parser.add_argument(
+        "--scheduler-address", default="", metavar="ADDR", help="existing dask scheduler"
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="local dask workers")
+    parser.add_argument("--threads-per-worker", type=int, default=1, metavar="N")
+    parser.add_argument("--no-prior", action="store_true", help="no rotational-diffusion prior")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first ab initio start")
+    parser.add_argument("--starts", type=int, default=3, metavar="K", help="ab initio starts")
+    parser.add_argument("--rounds", type=int, default=4, metavar="N", help="matching rounds")
+    parser.add_argument(
+        "--iterations", type=int, default=20, metavar="N", help="iterations per reconstruction"
+    )
+    parser.add_argument(
+        "--search-iterations",
+        type=int,
+        default=12,
+        metavar="N",
+        help="ab initio global-search iterations per start (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--grid",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="rotations of the ab initio search grid (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--particle-diameter-A",
+        type=float,
+        default=20.0,
+        metavar="D",
+        help="particle diameter [Å]; mask and support radius D/2 + 2 Å (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-frames",
+        type=int,
+        default=20,
+        metavar="N",
+        help="fewest used frames of a particle worth refining (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-resolution-A",
+        type=float,
+        default=2.0,
+        metavar="R",
+        help=(
+            "particles whose half-map FSC reaches 0.143 only at a coarser resolution [Å] are "
+            "written but marked failed: their atoms are not resolved (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--frame-rate-hz", type=float, metavar="F", help="default: from DATASET_DIR/raw.zarr"
+    )
+    parser.add_argument("--truth", type=Path, metavar="TRUTH_DIR", help="simulator truth folder")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--force", action="store_true", help="recompute finished particles too")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _stack_signature(folder: Path) -> dict[str, int]:
+    """What identifies the input of a particle: a re-extracted stack invalidates its result."""
+    signature = {}
+    for name in ("stack.zarr/zarr.json", "stack.zarr/data/zarr.json"):
+        path = folder / name
+        if path.is_file():
+            signature[name] = path.stat().st_mtime_ns
+    return signature
+
+
+def is_complete(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The marker of a particle finished with these settings on its current stack, or None."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same_input = info.get("stack_signature") == _stack_signature(folder)
+    return info if same_input and info.get("settings") == settings else None
+
+
+def _match_truth(table: pd.DataFrame, truth_frames: pd.DataFrame) -> tuple[int, float]:
+    """True particle nearest to the track: mean distance over the frames both hold [Å]."""
+    best = (-1, float("inf"))
+    track = table.set_index("frame")[["x_A", "y_A"]]
+    for particle, rows in truth_frames.groupby("particle"):
+        rows = rows.set_index("frame")
+        shared = track.index.intersection(rows.index)
+        if shared.empty:
+            continue
+        distance = np.hypot(
+            track.loc[shared, "x_A"] - rows.loc[shared, "x_A"],
+            track.loc[shared, "y_A"] - rows.loc[shared, "y_A"],
+        ).mean()
+        if distance < best[1]:
+            best = (int(particle), float(distance))
+    return best
+
+
+def _orientation_validation(
+    pid: str, table: pd.DataFrame, result: Any, truth_dir: Path
+) -> dict[str, Any]:
+    frames = pd.read_csv(truth_dir / "frames.csv")
+    true_particle, distance = _match_truth(table, frames)
+    if true_particle < 0:
+        raise ValueError(f"{truth_dir / 'frames.csv'} shares no frame with particle {pid}")
+    rows = frames[frames["particle"] == true_particle].set_index("frame")
+    used = result.used & table["frame"].isin(rows.index).to_numpy()
+    truth = rotations_from_quaternions(
+        rows.loc[table["frame"][used], ["qx", "qy", "qz", "qw"]].to_numpy()
+    )
+    alignment = align_orientations(result.rotations[np.flatnonzero(used)], truth)
+    errors = alignment.errors_deg
+    return {
+        "particle": pid,
+        "true_particle": true_particle,
+        "match_distance_A": distance,
+        "n_frames": int(used.sum()),
+        "orientation_error_median_deg": float(np.median(errors)),
+        "orientation_error_p90_deg": float(np.percentile(errors, 90)),
+        "mirrored": bool(alignment.mirrored),
+    }
+
+
+def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Refine one particle folder and write its outputs; returns its completion marker.
+
+    Module-level so that dask workers import it. Finished particles (marker matching the stack
+    and `settings`) are returned from their marker without recomputation.
+    """
+    path = Path(folder)
+    done = is_complete(path, settings)
+    if done is not None:
+        return {**done, "skipped": True}
+    # A stale marker must not survive a partial rewrite of the outputs below.
+    (path / MARKER).unlink(missing_ok=True)
+    start = time.perf_counter()
+    images, attrs = read_particle_stack(path / "stack.zarr")
+    table, _ = read_orientations(path / "orientations.parquet")
+    pixel_size_A = float(attrs["pixel_size_A"])
+    n_used = int((table["used"].to_numpy(dtype=bool) & (table["weight"].to_numpy() > 0)).sum())
+    if n_used < settings["min_frames"]:
+        raise ValueError(f"{n_used} used frames, fewer than {settings['min_frames']}")
+    frames = table["frame"].to_numpy() if "frame" in table else np.arange(len(table))
+    result = reconstruct_particle(
+        to_device(images, settings["device"]),
+        pixel_size_A=pixel_size_A,
+        frame_rate_hz=settings["frame_rate_hz"],
+        frames=frames,
+        used=table["used"].to_numpy(dtype=bool),
+        weights=table["weight"].to_numpy(dtype=float),
+        particle_radius_A=settings["particle_radius_A"],
+        use_prior=settings["use_prior"],
+        seed=settings["seed"],
+        n_starts=settings["n_starts"],
+        abinitio_options={
+            "n_iterations": settings["search_iterations"],
+            "n_grid": settings["grid"],
+        },
+        n_rounds=settings["n_rounds"],
+        n_iterations=settings["n_iterations"],
+        n_threads=settings["n_threads"],
+    )
+    refined = orientations_table(
+        result.rotations,
+        result.shifts_A,
+        half_sets=result.half_sets,
+        scores=result.scores,
+        weights=table["weight"].to_numpy(dtype=float),
+        used=result.used,
+    )
+    for column in ("frame", "x_A", "y_A", "reason"):
+        if column in table:
+            refined[column] = table[column].to_numpy()
+    write_orientations(path / "orientations.parquet", refined)
+    volume = asnumpy(result.volume)
+    halves = [asnumpy(m) for m in result.half_maps]
+    map_attrs = {
+        "resolution_fsc0143_A": result.resolution_A,
+        "modality": "brownian",
+        "ctf": "phase flipped, |CTF|-weighted (no amplitude correction)",
+    }
+    write_map_zarr(
+        path / "map.zarr",
+        {"map": volume, "half1": halves[0], "half2": halves[1]},
+        voxel_size_A=pixel_size_A,
+        attrs=map_attrs,
+    )
+    write_map_mrc(path / "map.mrc", volume, voxel_size_A=pixel_size_A)
+    write_table_csv(path / "fsc.csv", result.fsc.rename(columns={"fsc": "fsc_half"}))
+    write_table_csv(path / "abinitio_starts.csv", result.starts)
+    write_table_csv(path / "refinement_history.csv", result.history)
+    status = "ok"
+    if not result.resolution_A <= settings["max_resolution_A"]:
+        status = (
+            f"failed: FSC 0.143 at {result.resolution_A:.2f} Å, coarser than "
+            f"{settings['max_resolution_A']} Å"
+        )
+    marker = {
+        "particle": path.name,
+        "status": status,
+        "n_frames": int(len(table)),
+        "n_used": int(result.used.sum()),
+        "resolution_A": float(result.resolution_A),
+        "D_r_rad2_per_s": float(result.rotational_diffusion_rad2_per_s),
+        "D_r_abinitio_rad2_per_s": float(result.abinitio_rotational_diffusion_rad2_per_s),
+    }
+    if settings.get("truth"):
+        validation = _orientation_validation(path.name, table, result, Path(settings["truth"]))
+        write_table_csv(path / "orientation_validation.csv", pd.DataFrame([validation]))
+        marker.update(
+            {
+                key: validation[key]
+                for key in (
+                    "true_particle",
+                    "orientation_error_median_deg",
+                    "orientation_error_p90_deg",
+                )
+            }
+        )
+    marker.update(
+        {
+            "seconds": time.perf_counter() - start,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            # ru_maxrss is in KiB on Linux: the worker process's peak so far
+            "worker_peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "settings": settings,
+            "stack_signature": _stack_signature(path),
+        }
+    )
+    write_json(path / MARKER, marker)
+    return {**marker, "skipped": False}
+
+
+def _frame_rate(dataset: Path, value: float | None) -> float:
+    if value is not None:
+        if not value > 0:
+            raise UserError(f"--frame-rate-hz must be positive, not {value}")
+        return float(value)
+    raw = dataset / "raw.zarr"
+    if raw.exists():
+        rate = open_raw_zarr(raw)[1].get("frame_rate_hz")
+        if rate is not None and float(rate) > 0:
+            return float(rate)
+    raise UserError(f"{raw} gives no frame_rate_hz; pass --frame-rate-hz")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Refine all particles of a dataset; errors propagate to :func:`nanorecon.cli.main`."""
+    dataset = Path(args.dataset)
+    listing_path = dataset / "particles.tsv"
+    if not listing_path.is_file():
+        raise UserError(f"{listing_path} does not exist; run `nanorecon extract` first")
+    counts = (args.starts, args.rounds, args.iterations, args.search_iterations, args.grid)
+    if min(counts) < 1:
+        raise UserError(
+            "--starts, --rounds, --iterations, --search-iterations and --grid must be at least 1"
+        )
+    if args.truth is not None and not (args.truth / "frames.csv").is_file():
+        raise UserError(f"{args.truth}/frames.csv does not exist; --truth takes the truth folder")
+    listing = pd.read_csv(listing_path, sep="\t", dtype={"particle": str, "status": str})
+    particles = listing.loc[listing["status"] == "ok", "particle"].tolist()
+    settings = {
+        "device": args.device,
+        "frame_rate_hz": _frame_rate(dataset, args.frame_rate_hz),
+        "particle_radius_A": 0.5 * args.particle_diameter_A + 2.0,
+        "use_prior": not args.no_prior,
+        "seed": args.seed,
+        "n_starts": args.starts,
+        "search_iterations": args.search_iterations,
+        "grid": args.grid,
+        "n_rounds": args.rounds,
+        "n_iterations": args.iterations,
+        "min_frames": args.min_frames,
+        "max_resolution_A": args.max_resolution_A,
+        "n_threads": args.threads_per_worker,
+        "truth": str(args.truth.absolute()) if args.truth is not None else "",
+    }
+    folders = [dataset / "particles" / pid for pid in particles]
+    if args.force:
+        for folder in folders:
+            (folder / MARKER).unlink(missing_ok=True)
+    todo = [f for f in folders if is_complete(f, settings) is None]
+    log.info(
+        "%d particle(s): %d finished, %d to refine",
+        len(folders),
+        len(folders) - len(todo),
+        len(todo),
+    )
+    results: dict[str, Any] = {}
+    if todo:
+        with dask_client(
+            kind=args.cluster,
+            scheduler_address=args.scheduler_address or None,
+            n_workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+        ) as client:
+            outcomes = map_particles(
+                refine_particle_task,
+                [f.name for f in todo],
+                [(str(f), settings) for f in todo],
+                client=client,
+                progress=not args.no_progress,
+            )
+        results = {o.key: o for o in outcomes}
+    rows = []
+    for folder in folders:
+        outcome = results.get(folder.name)
+        if outcome is not None and not outcome.ok:
+            rows.append({"particle": folder.name, "status": f"failed: {outcome.error}"})
+            continue
+        info = outcome.value if outcome is not None else is_complete(folder, settings)
+        rows.append({k: info.get(k) for k in REFINEMENT_COLUMNS})
+        log.info(
+            "%s: %s, %d frames, FSC 0.143 at %.2f Å, D_r %.3g rad²/s, %.0f s",
+            folder.name,
+            info["status"],
+            info["n_used"],
+            info["resolution_A"],
+            info["D_r_rad2_per_s"],
+            info["seconds"],
+        )
+    for pid, status in listing.loc[listing["status"] != "ok", ["particle", "status"]].to_numpy():
+        rows.append({"particle": pid, "status": f"failed: {status}"})
+    table = pd.DataFrame(rows, columns=REFINEMENT_COLUMNS)
+    for column in ("n_frames", "n_used", "true_particle"):
+        table[column] = table[column].astype("Int64")  # failed rows stay empty
+    if args.truth is None:
+        table = table.drop(
+            columns=[
+                "true_particle",
+                "orientation_error_median_deg",
+                "orientation_error_p90_deg",
+            ]
+        )
+    with atomic_output(dataset / "refinement.tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    failed = int((table["status"] != "ok").sum())
+    log.info("wrote %s: %d ok, %d failed", dataset / "refinement.tsv", len(table) - failed, failed)
+    return 0
