@@ -73,8 +73,13 @@ def test_brownian_tracks_and_orientation_coverage(tmp_path: Path):
         ignore_index=True,
     ).assign(score=1.0, status="ok", reason="")
     write_tracks(dataset / "tracks.parquet", tracks)
-    assert main(["figures", "--dataset", str(dataset), str(tmp_path / "dataset_figures")]) == 0
-    _assert_figure(tmp_path / "dataset_figures" / "tracks.png", "tracks")
+    out = tmp_path / "dataset_figures"
+    assert main(["figures", "--dataset", str(dataset), str(out), "--only", "tracks"]) == 0
+    _assert_figure(out / "tracks.png", "tracks")
+    assert sorted(path.name for path in out.iterdir()) == ["tracks.png"]
+    # a requested figure that cannot be drawn is an error, naming the reason
+    assert main(["figures", "--dataset", str(dataset), str(out), "--only", "runtime"]) == 2
+    assert main(["figures", "--dataset", str(dataset), str(out), "--only", "nonsense"]) == 2
 
     particle = dataset / "particles" / "p000"
     particle.mkdir(parents=True)

@@ -43,6 +43,11 @@ PARTICLE_FIGURES = {
     "tilt_series": "raw tilt images (with --raw)",
     "orientation_coverage": "view directions of a Brownian particle's frames on the sphere",
 }
+#: figures drawn for one modality only (the others are drawn for both)
+MODALITY_FIGURES = {
+    "tomography": {"alignment", "tilt_series"},
+    "brownian": {"orientation_coverage", "tracks"},
+}
 #: figures of one dataset
 DATASET_FIGURES = {
     "lattice_vs_size": "lattice parameter against particle size",
@@ -76,8 +81,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="PARTICLE_DIR is a dataset results folder: draw the per-dataset figures",
     )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated figure names to draw (default: all whose inputs exist); a named "
+        "figure whose inputs are missing is an error",
+    )
     parser.set_defaults(run=run)
     return parser
+
+
+def figures_of(modality: str, *, dataset: bool = False) -> list[str]:
+    """Names of the particle (or dataset) figures drawn for a dataset of this modality."""
+    names = DATASET_FIGURES if dataset else PARTICLE_FIGURES
+    other = set().union(*(v for k, v in MODALITY_FIGURES.items() if k != modality))
+    return [name for name in names if name not in other]
 
 
 def save_figure(figure: Figure, path: Path) -> Path:
@@ -271,6 +289,18 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset and args.raw is not None:
         raise UserError("--raw belongs to particle figures; drop it with --dataset")
     plan = _dataset_figures(folder) if args.dataset else _particle_figures(folder, args.raw)
+    if args.only:
+        wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in plan]
+        if unknown:
+            raise UserError(
+                f"unknown figure(s) {', '.join(unknown)} for --only; choose from {', '.join(plan)}"
+            )
+        missing = {name: plan[name] for name in wanted if isinstance(plan[name], str)}
+        if missing:
+            reasons = "; ".join(f"{name}.png: {why}" for name, why in missing.items())
+            raise UserError(f"cannot draw the requested figures from {folder}: {reasons}")
+        plan = {name: plan[name] for name in wanted}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
     for name, draw in plan.items():
