@@ -12,7 +12,9 @@ from nanorecon.brownian import (
     smooth_orientations,
     so3_grid,
 )
+from nanorecon.brownian._abinitio import _grid_neighbours, _grid_sample_path, _grid_viterbi
 from nanorecon.simulate import (
+    aberration_phase,
     atoms_to_volume,
     brownian_rotations,
     make_particle,
@@ -100,7 +102,7 @@ def without_prior(tumbling_movie):
 def test_orientations_match_truth_with_prior(with_prior, tumbling_movie):
     alignment = align_orientations(with_prior.rotations, tumbling_movie["rotations"])
     errors = alignment.errors_deg
-    # Measured: median 2.0°, 90th percentile 5.6°.
+    # Measured: median 2.1°, 90th percentile 5.7°.
     assert np.median(errors) < 3.0
     assert np.percentile(errors, 90) < 8.0
     assert with_prior.scores.shape == (80,)
@@ -108,10 +110,14 @@ def test_orientations_match_truth_with_prior(with_prior, tumbling_movie):
     assert with_prior.starts["chosen"].sum() == 1
 
 
-def test_diffusion_constant_is_recovered(with_prior):
-    # Measured: 1.10 × the truth (the truth's own 80 steps give 1.39 × by the same estimator).
-    ratio = with_prior.rotational_diffusion_rad2_per_s / _diffusion(STEP_RMS_DEG)
-    assert 0.7 < ratio < 1.3
+def test_diffusion_constant_is_recovered(with_prior, tumbling_movie):
+    # The truth's own 80 steps give 1.39 × the nominal D_r by the same estimator; measured: the
+    # estimate from the ab initio orientations is 0.97 × that.
+    sample = estimate_rotational_diffusion(
+        tumbling_movie["rotations"], frame_rate_hz=FRAME_RATE_HZ
+    ).rotational_diffusion_rad2_per_s
+    ratio = with_prior.rotational_diffusion_rad2_per_s / sample
+    assert 0.75 < ratio < 1.25
 
 
 def test_prior_is_at_least_as_good_as_none(with_prior, without_prior, tumbling_movie):
@@ -119,7 +125,7 @@ def test_prior_is_at_least_as_good_as_none(with_prior, without_prior, tumbling_m
     off = np.median(
         align_orientations(without_prior.rotations, tumbling_movie["rotations"]).errors_deg
     )
-    # Measured: 2.0° with the prior, 29° without (the triaxial shape leaves near-equivalent
+    # Measured: 2.1° with the prior, 29° without (the triaxial shape leaves near-equivalent
     # orientations that only the link between frames tells apart).
     assert on <= off
     assert np.isnan(without_prior.history["step_rms_deg"]).all()
@@ -129,7 +135,7 @@ def test_starts_agree_on_the_structure(with_prior):
     volumes = with_prior.start_volumes
     alignment = align_orientations(with_prior.start_rotations[0], with_prior.start_rotations[1])
     moved = alignment.apply_to_map(volumes[0])
-    # Measured: 0.93 after alignment, 0.67 without.
+    # Measured: 0.96 after alignment (median angle 3.7°), 0.58 without.
     aligned = np.corrcoef(moved.ravel(), volumes[1].ravel())[0, 1]
     unaligned = np.corrcoef(volumes[0].ravel(), volumes[1].ravel())[0, 1]
     assert aligned > 0.85
@@ -238,3 +244,78 @@ def test_invalid_input_is_rejected():
         ab_initio_orientations(images, pixel_size_A=0.7, lowpass_A=1.0)
     with pytest.raises(ValueError, match="search_fraction"):
         ab_initio_orientations(images, pixel_size_A=0.7, search_fraction=0.0)
+
+
+def test_phase_flipped_images_with_ctf_weighting():
+    """Phase-flipped HRTEM-like frames: the projected potential filtered by |sin χ| plus noise."""
+    rng = np.random.default_rng(2)
+    positions, elements = _asymmetric_particle(rng, 1.6)
+    truth = brownian_rotations(
+        80,
+        rotational_diffusion_rad2_per_s=_diffusion(STEP_RMS_DEG),
+        frame_rate_hz=FRAME_RATE_HZ,
+        rng=rng,
+    )
+    clean = np.stack(
+        [
+            project_potential(
+                r.apply(positions), elements, shape=(32, 32), pixel_size_A=PIXEL_SIZE_A
+            )
+            for r in truth
+        ]
+    ).astype(np.float32)
+    ctf = {"voltage_kV": 300.0, "defocus_A": 100.0, "cs_mm": 0.001}
+    ky = np.fft.fftfreq(32, PIXEL_SIZE_A)[:, None]
+    kx = np.fft.rfftfreq(32, PIXEL_SIZE_A)[None, :]
+    chi = aberration_phase(np.sqrt(kx**2 + ky**2), voltage_kV=300, defocus_A=100, cs_mm=0.001)
+    flipped = np.fft.irfft2(np.fft.rfft2(clean) * np.abs(np.sin(chi)), s=(32, 32))
+    images = (flipped / flipped.std() + rng.normal(0, 0.5, flipped.shape)).astype(np.float32)
+    result = ab_initio_orientations(
+        images, pixel_size_A=PIXEL_SIZE_A, frame_rate_hz=FRAME_RATE_HZ, n_starts=1, ctf=ctf
+    )
+    errors = align_orientations(result.rotations, truth).errors_deg
+    # Measured: median 8.3° (9.5° without the |sin χ| weighting; the low frequencies carry
+    # noise only).
+    assert np.median(errors) < 11.0
+    with pytest.raises(ValueError, match="ctf needs"):
+        ab_initio_orientations(images, pixel_size_A=PIXEL_SIZE_A, ctf={"defocus_A": 100.0})
+
+
+def test_align_orientations_modulo_point_group():
+    truth = Rotation.random(40, random_state=7)
+    group = Rotation.create_group("O")
+    global_rotation = Rotation.from_euler("zyz", [10, 50, 80], degrees=True)
+    branch = group[np.random.default_rng(8).integers(0, len(group), 40)]
+    estimate = truth * branch * global_rotation
+    plain = align_orientations(estimate, truth)
+    symmetric = align_orientations(estimate, truth, symmetry=group)
+    assert np.max(symmetric.errors_deg) < 1e-5
+    assert np.median(plain.errors_deg) > 45.0
+
+
+def test_grid_chain_follows_the_diffusion_path():
+    rng = np.random.default_rng(9)
+    grid = so3_grid(3000)
+    quats = grid.as_quat()
+    path = brownian_rotations(
+        120, rotational_diffusion_rad2_per_s=_diffusion(12.0), frame_rate_hz=FRAME_RATE_HZ, rng=rng
+    )
+    states = np.argmax(np.abs(path.as_quat() @ quats.T), axis=1)  # nearest grid rotation
+    steps = np.degrees((grid[states[1:]] * grid[states[:-1]].inv()).magnitude())
+    step_rms = np.sqrt(np.mean(steps**2))  # diffusion plus snapping to the grid
+    # Noisy likelihood over 3000 states: the true state wins its frame in a third of the frames.
+    ll = rng.normal(0.0, 1.0, (120, 3000))
+    ll[np.arange(120), states] += 3.0
+    neighbours, angles = _grid_neighbours(quats, np.radians(3 * step_rms))
+    log_prior = brownian_log_prior(
+        angles, rotational_diffusion_rad2_per_s=_diffusion(step_rms), frame_rate_hz=FRAME_RATE_HZ
+    )
+    viterbi = _grid_viterbi(ll, neighbours, log_prior)
+    sampled = _grid_sample_path(ll, neighbours, log_prior, np.random.default_rng(0))
+    hot = _grid_sample_path(ll / 4.0, neighbours, log_prior, np.random.default_rng(0))
+    # Measured: right state in 32% of frames alone, 80% on the most probable path, 60% on a
+    # path drawn from the posterior, 0% at temperature 4.
+    assert np.mean(np.argmax(ll, axis=1) == states) < 0.45
+    assert np.mean(viterbi == states) > 0.7
+    assert 0.45 < np.mean(sampled == states) <= np.mean(viterbi == states)
+    assert np.mean(hot == states) < 0.2

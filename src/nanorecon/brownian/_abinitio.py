@@ -8,11 +8,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from ..backend import asnumpy, get_array_module, get_ndimage_module, supported_float_type
 from ..refine import FourierSliceProjector, reconstruct
-from ._prior import estimate_rotational_diffusion, smooth_orientations
+from ..simulate import aberration_phase
+from ._prior import brownian_log_prior, estimate_rotational_diffusion, smooth_orientations
 
 __all__ = [
     "AbInitioResult",
@@ -112,14 +114,22 @@ class OrientationAlignment:
 
 
 def align_orientations(
-    rotations: Rotation, reference: Rotation, *, allow_mirror: bool = True
+    rotations: Rotation,
+    reference: Rotation,
+    *,
+    allow_mirror: bool = True,
+    symmetry: Rotation | None = None,
 ) -> OrientationAlignment:
     """Align a set of orientations to a reference set by one global rotation (and hand).
 
-    The per-frame differences ``reference_t⁻¹ · R_t`` are averaged (``Rotation.mean``), keeping
-    only frames within three times the median deviation (at least 5°) in two further rounds, so
-    a few wrong frames do not pull the average. With `allow_mirror` the other hand ``S R S`` is
-    aligned as well and the hand with the smaller median error is returned.
+    The per-frame differences ``reference_t⁻¹ · R_t`` all equal the global rotation for a perfect
+    estimate (times an element ``g_t`` of the particle's point group when it has one: ``R_t`` and
+    ``R_t g`` give the same image). Candidates for the global rotation are the mean difference and
+    the differences of a few frames spread through the set; the one with the smallest median
+    error is then refined by averaging (``Rotation.mean``) the frames within three times the
+    median deviation (at least 5°), twice, so that a share of wrong frames does not pull it.
+    With `allow_mirror` the other hand ``S R S`` is aligned as well and the hand with the smaller
+    median error is returned.
 
     Parameters
     ----------
@@ -127,6 +137,9 @@ def align_orientations(
         n orientations each (map frame → microscope frame).
     allow_mirror : bool, optional
         Also try the other hand.
+    symmetry : Rotation, optional
+        Point group of the reference map (rotations in its map frame, identity included); errors
+        are then measured to the nearest symmetry-equivalent orientation.
 
     Returns
     -------
@@ -134,22 +147,47 @@ def align_orientations(
     """
     if len(rotations) != len(reference):
         raise ValueError(f"{len(rotations)} rotations but {len(reference)} reference rotations")
+    group = Rotation.identity(1) if symmetry is None else Rotation.concatenate([symmetry])
     best = None
     for mirrored in (False, True) if allow_mirror else (False,):
         moving = rotations
         if mirrored:
             moving = Rotation.from_matrix(_MIRROR @ rotations.as_matrix() @ _MIRROR)
         differences = reference.inv() * moving
-        keep = np.ones(len(differences), dtype=bool)
-        for _ in range(3):
-            global_rotation = differences[keep].mean()
-            deviation = (differences * global_rotation.inv()).magnitude()
-            keep = deviation <= max(3 * np.median(deviation), np.radians(5.0))
-        errors = np.degrees((reference.inv() * moving * global_rotation.inv()).magnitude())
-        candidate = OrientationAlignment(global_rotation, mirrored, errors)
-        if best is None or np.median(errors) < np.median(best.errors_deg):
+        probes = np.unique(np.linspace(0, len(differences) - 1, 24).astype(int))
+        candidates = [differences.mean()] + [differences[i] for i in probes]
+        errors, reduced = None, None
+        for global_rotation in candidates:
+            trial, trial_reduced = _symmetric_errors(differences, global_rotation, group)
+            if errors is None or np.median(trial) < np.median(errors):
+                errors, reduced = trial, trial_reduced
+        for _ in range(2):
+            keep = errors <= max(3 * np.median(errors), np.radians(5.0))
+            global_rotation = reduced[keep].mean()
+            errors, reduced = _symmetric_errors(differences, global_rotation, group)
+        candidate = OrientationAlignment(global_rotation, mirrored, np.degrees(errors))
+        if best is None or np.median(candidate.errors_deg) < np.median(best.errors_deg):
             best = candidate
     return best
+
+
+def _symmetric_errors(
+    differences: Rotation, global_rotation: Rotation, group: Rotation
+) -> tuple[np.ndarray, Rotation]:
+    """Angle [rad] of ``g⁻¹ d_t G⁻¹`` for the best group element, and ``g⁻¹ d_t`` per frame."""
+    residual = (differences * global_rotation.inv()).as_quat()  # (n, 4)
+    inverse = group.inv().as_quat()  # (m, 4)
+    # |scalar part| of the quaternion product g⁻¹ · residual gives the angle.
+    w = np.abs(_quat_product_w(inverse, residual))  # (m, n)
+    index = np.argmax(w, axis=0)
+    errors = 2 * np.arccos(np.clip(w[index, np.arange(len(residual))], 0.0, 1.0))
+    reduced = group.inv()[index] * differences
+    return errors, reduced
+
+
+def _quat_product_w(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Scalar part of every product ``a_i · b_j`` of scalar-last quaternions, shape (m, n)."""
+    return np.outer(a[:, 3], b[:, 3]) - a[:, :3] @ b[:, :3].T
 
 
 @dataclass(frozen=True)
@@ -217,31 +255,46 @@ def ab_initio_orientations(
     reconstruction_iterations: int = 10,
     final_iterations: int = 30,
     n_threads: int | None = 1,
+    max_step_deg: float = 24.0,
+    anneal_fraction: float = 0.5,
+    initial_temperature: float = 4.0,
+    ctf: dict | None = None,
 ) -> AbInitioResult:
     """Orientations and a map of a particle from a movie stack, with no starting model.
 
     Global search (PRIME-like stochastic hill climbing, each start from random orientations):
     images are Fourier-cropped to a box whose Nyquist frequency just holds `lowpass_A`; each
-    iteration projects the current map on a quasi-uniform SO(3) grid (:func:`so3_grid`), and
-    every frame scores a random fraction of it (normalised correlation inside a soft circular
-    mask, in a raised-cosine band whose limit narrows from `initial_lowpass_A` to `lowpass_A`).
-    Without the prior a frame moves to its best candidate when that beats its current
-    orientation. With the prior, the correlations become Gaussian log-likelihoods
-    (``−n_eff (1 − c²) / (2 s)``, with ``n_eff`` the independent samples in the band and mask and
-    ``s`` the median residual fraction ``1 − c²`` of the frames' best candidates), and the
-    `n_candidates` best candidates plus the current orientation of all frames are linked by the
-    rotational-diffusion prior in a Viterbi pass (:func:`smooth_orientations`), with ``D_r``
-    re-estimated from the current solution every iteration (never below the grid spacing per
-    frame). The map is then reconstructed afresh from the new orientations (:func:`reconstruct`,
-    positivity and a spherical support). Starts are ranked by their mean correlation; the chosen
-    start is the best scoring one among those agreeing with another start (median angle after
-    global alignment, either hand, below twice the grid spacing), or the best one when none agree.
-    Per-start scores and agreement go to the log and to `starts`.
+    iteration projects the current map on a quasi-uniform SO(3) grid (:func:`so3_grid`) and
+    scores every frame against it (normalised correlation inside a soft circular mask, in a
+    raised-cosine band whose limit narrows from `initial_lowpass_A` to `lowpass_A`; with `ctf`
+    both sides are weighted by ``|sin χ|``, the matched filter for phase-flipped images, so that
+    the frequencies the microscope hardly transferred add no noise). Without the prior each
+    frame scores a random `search_fraction` of the grid and moves to its best candidate when that
+    beats its current orientation. With the prior, the correlations become Gaussian
+    log-likelihoods (``−n_eff (1 − c²) / (2 s)``, ``n_eff`` the independent samples in the
+    weighted band and mask, ``s`` the median residual fraction ``1 − c²`` of the frames' best
+    candidates) and every grid rotation is a state of a hidden Markov chain whose transitions
+    are the rotational-diffusion prior (:func:`brownian_log_prior`, between grid rotations within
+    three RMS steps). ``D_r`` is re-estimated from the current solution every iteration (its RMS
+    step at most ``max_step_deg / 3``); a step between grid rotations is that step plus the two
+    orientations' snapping errors to the grid (0.8 grid spacings each, added in quadrature). In
+    the first
+    `anneal_fraction` of the iterations the new orientations are a path drawn from the chain's
+    posterior with the likelihood tempered by a temperature falling geometrically from
+    `initial_temperature` to 1 (forward filtering, backward sampling: PRIME's probabilistic
+    acceptance, which lets a start leave the basin its random map put it in); later iterations
+    take the most probable path (Viterbi). The map is then reconstructed afresh from the new
+    orientations (:func:`reconstruct`, positivity and a spherical support). Starts are ranked by
+    their mean correlation; the chosen start is the best scoring one among those agreeing with
+    another start (median angle after global alignment, either hand, below twice the grid
+    spacing), or the best one when none agree. Per-start scores and agreement go to the log and
+    to `starts`.
 
     Local refinement of the chosen start: a 3 × 3 × 3 grid of small rotations around every
     frame's orientation (step from `refine_step_deg`, halved every iteration) in a band widening
-    from `lowpass_A` to `refine_lowpass_A`, with the same prior and Viterbi pass, and a map update
-    after each iteration. The final map is reconstructed at the full box.
+    from `lowpass_A` to `refine_lowpass_A`, linked by the same prior in a Viterbi pass over the
+    27 candidates of every frame (:func:`smooth_orientations`), and a map update after each
+    iteration. The final map is reconstructed at the full box.
 
     Parameters
     ----------
@@ -275,7 +328,7 @@ def ab_initio_orientations(
     refine_step_deg : float, optional
         First step of the local grid [deg].
     n_candidates : int, optional
-        Grid candidates per frame kept for the Viterbi pass.
+        Accepted for compatibility and not used: the chain now holds every grid rotation.
     mask_radius_A : float, optional
         Radius of the soft circular mask and of the spherical support [Å]; 0.45 N by default.
     positivity : bool, optional
@@ -287,6 +340,17 @@ def ab_initio_orientations(
     n_threads : int, optional
         CPU threads per NUFFT (all cores when None); one is fastest for the small search boxes,
         parallelise over particles instead.
+    max_step_deg : float, optional
+        Largest rotation between consecutive frames the prior's chain allows [deg]; the RMS
+        step used is at most a third of it.
+    anneal_fraction : float, optional
+        Share of the global iterations that draw their path from the tempered posterior (0:
+        Viterbi throughout).
+    initial_temperature : float, optional
+        Temperature of the first global iteration (likelihood divided by it).
+    ctf : dict, optional
+        ``voltage_kV``, ``defocus_A`` (positive = underfocus) and ``cs_mm`` of phase-flipped
+        images (as in a particle's ``ctf.json``): comparisons are weighted by ``|sin χ|``.
 
     Returns
     -------
@@ -314,6 +378,15 @@ def ab_initio_orientations(
         raise ValueError(f"search_fraction must lie in (0, 1], got {search_fraction}")
     if n_starts < 1 or n_iterations < 1:
         raise ValueError("n_starts and n_iterations must be at least 1")
+    if max_step_deg <= 0:
+        raise ValueError(f"max_step_deg must be positive, got {max_step_deg}")
+    if not 0 <= anneal_fraction <= 1 or initial_temperature < 1:
+        raise ValueError(
+            "need 0 ≤ anneal_fraction ≤ 1 and initial_temperature ≥ 1, got "
+            f"{anneal_fraction}, {initial_temperature}"
+        )
+    if ctf is not None and not {"voltage_kV", "defocus_A", "cs_mm"} <= set(ctf):
+        raise ValueError(f"ctf needs voltage_kV, defocus_A and cs_mm, got {sorted(ctf)}")
     if not initial_lowpass_A >= lowpass_A >= refine_lowpass_A >= 2 * pixel_size_A:
         raise ValueError(
             "need initial_lowpass_A ≥ lowpass_A ≥ refine_lowpass_A ≥ 2 pixel_size_A, got "
@@ -335,7 +408,7 @@ def ab_initio_orientations(
         "reconstruction_iterations": reconstruction_iterations,
         "n_threads": n_threads,
     }
-    search = _Stage(images, pixel_size_A, lowpass_A, radius_A, n_threads)
+    search = _Stage(images, pixel_size_A, lowpass_A, radius_A, n_threads, ctf)
     history: list[dict] = []
     start_rotations, start_volumes, start_scores = [], [], []
     for start in range(n_starts):
@@ -346,8 +419,10 @@ def ab_initio_orientations(
             rng,
             lowpass_schedule_A=np.geomspace(initial_lowpass_A, lowpass_A, n_iterations),
             search_fraction=search_fraction,
-            n_candidates=n_candidates,
-            min_step_deg=grid_spacing_deg,
+            grid_spacing_deg=grid_spacing_deg,
+            max_step_deg=max_step_deg,
+            anneal_fraction=anneal_fraction,
+            initial_temperature=initial_temperature,
             history=history,
             start=start,
             **options,
@@ -388,6 +463,7 @@ def ab_initio_orientations(
             rotations,
             lowpass_schedule_A=np.geomspace(lowpass_A, refine_lowpass_A, n_refine_iterations),
             first_step_deg=refine_step_deg,
+            ctf=ctf,
             history=history,
             start=chosen,
             **options,
@@ -403,7 +479,7 @@ def ab_initio_orientations(
         positivity=positivity,
         n_threads=n_threads,
     ).volume
-    final = _Stage(images, pixel_size_A, final_band, radius_A, n_threads)
+    final = _Stage(images, pixel_size_A, final_band, radius_A, n_threads, ctf)
     scores = final.correlation_at(volume, rotations)
     estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
     diffusion = estimate.rotational_diffusion_rad2_per_s
@@ -436,6 +512,7 @@ class _Stage:
         lowpass_A: float,
         radius_A: float,
         n_threads: int | None,
+        ctf: dict | None = None,
     ):
         xp = get_array_module(images)
         n, size = images.shape[0], images.shape[1]
@@ -457,6 +534,20 @@ class _Stage:
             self.dtype
         )
         self.support = _sphere(cropped, radius_A / self.pixel_size_A, xp)
+        self.ctf_weight = None
+        if ctf is not None:
+            # |sin χ| is the share of each frequency that survives in phase-flipped images: the
+            # matched filter weights both sides by it, so frequencies the microscope did not
+            # transfer add no noise to the comparison.
+            ky = np.fft.fftfreq(cropped, d=self.pixel_size_A)[:, None]
+            kx = np.fft.rfftfreq(cropped, d=self.pixel_size_A)[None, :]
+            chi = aberration_phase(
+                np.sqrt(kx**2 + ky**2),
+                voltage_kV=float(ctf["voltage_kV"]),
+                defocus_A=float(ctf["defocus_A"]),
+                cs_mm=float(ctf["cs_mm"]),
+            )
+            self.ctf_weight = xp.asarray(np.abs(np.sin(chi)), dtype=self.dtype)
         self.set_band(lowpass_A)
 
     def set_band(self, lowpass_A: float) -> None:
@@ -468,12 +559,22 @@ class _Stage:
             self.dtype
         )
         self.filter[0, 0] = 0
+        if self.ctf_weight is not None:
+            self.filter = self.filter * self.ctf_weight
         # Independent real samples: the full-grid Fourier samples in the band (a real image's
-        # spectrum is Hermitian), in the mask's share of the box.
-        kf = xp.fft.fftfreq(size, d=self.pixel_size_A) * lowpass_A
-        in_band = float(((kf[:, None] ** 2 + kf[None, :] ** 2) <= 1).sum())
+        # spectrum is Hermitian), in the mask's share of the box; a weighted band counts each
+        # sample by its share of the weight (participation ratio of the squared weights).
+        w2 = self._full_filter() ** 2
+        in_band = float(w2.sum()) ** 2 / max(float((w2**2).sum()), 1e-30)
         self.n_eff = in_band * float(self.mask.mean())
         self.data = self.prepare(self.images)
+
+    def _full_filter(self) -> Any:
+        """The rfft-grid filter extended to the full (y, x) spectrum."""
+        xp, size = self.xp, self.size
+        half = self.filter
+        mirrored = half[(-xp.arange(size)) % size][:, 1 : size - half.shape[1] + 1][:, ::-1]
+        return xp.concatenate([half, mirrored], axis=1)
 
     def prepare(self, stack: Any) -> Any:
         """Band-filtered, masked, zero-mean, unit-norm rows (m, P)."""
@@ -527,8 +628,10 @@ def _global_search(
     *,
     lowpass_schedule_A: np.ndarray,
     search_fraction: float,
-    n_candidates: int,
-    min_step_deg: float,
+    grid_spacing_deg: float,
+    max_step_deg: float,
+    anneal_fraction: float,
+    initial_temperature: float,
     history: list[dict],
     start: int,
     frame_rate_hz: float,
@@ -545,36 +648,41 @@ def _global_search(
         rotations, positivity=positivity, n_iterations=reconstruction_iterations
     )
     grid_quats = grid.as_quat()
-    n_grid = len(grid)
-    keep = min(n_candidates, n_grid)
+    n_anneal = int(round(anneal_fraction * len(lowpass_schedule_A)))
+    temperatures = np.zeros(len(lowpass_schedule_A))
+    temperatures[:n_anneal] = np.geomspace(initial_temperature, 1.0, max(n_anneal, 1))[:n_anneal]
     for iteration, band in enumerate(lowpass_schedule_A):
         stage.set_band(float(band))
         references = stage.prepare(stage.project(volume, grid))
         correlation = asnumpy(stage.data @ references.T).astype(np.float64)  # (n, M)
-        current = stage.correlation_at(volume, rotations)
-        subset = rng.random(correlation.shape) < search_fraction
-        correlation[~subset] = -np.inf
         step_rms = np.nan
         if use_prior:
-            order = np.argpartition(-correlation, keep - 1, axis=1)[:, :keep]
-            scores = np.concatenate(
-                [current[:, None], np.take_along_axis(correlation, order, 1)], 1
-            )
-            quats = np.concatenate([rotations.as_quat()[:, None], grid_quats[order]], axis=1)
-            ll = _log_likelihood(scores, stage.n_eff)
+            # Every grid rotation is a state of the chain (all scored): the prior then weighs
+            # each frame's whole likelihood, not just a few of its best peaks.
+            ll = _log_likelihood(correlation, stage.n_eff)
             estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
-            step_rms = max(estimate.step_rms_deg, min_step_deg)
-            diffusion = np.radians(step_rms) ** 2 * frame_rate_hz / 6
-            chosen, _ = smooth_orientations(
-                ll,
-                quats,
-                rotational_diffusion_rad2_per_s=diffusion,
-                frame_rate_hz=frame_rate_hz,
-                prior_weight=prior_weight,
+            step_rms = float(min(estimate.step_rms_deg, max_step_deg / 3))
+            # Orientations snapped to the grid step by the diffusion plus two snapping errors
+            # (each about 0.8 grid spacings, see so3_grid).
+            chain_step = np.sqrt(step_rms**2 + 2 * (0.8 * grid_spacing_deg) ** 2)
+            diffusion = np.radians(chain_step) ** 2 * frame_rate_hz / 6
+            neighbours, angles = _grid_neighbours(grid_quats, np.radians(3 * chain_step))
+            log_prior = prior_weight * brownian_log_prior(
+                angles, rotational_diffusion_rad2_per_s=diffusion, frame_rate_hz=frame_rate_hz
             )
-            new = Rotation.from_quat(quats[np.arange(n), chosen])
-            new_scores = scores[np.arange(n), chosen]
+            # PRIME-style annealing: early iterations draw the path from the posterior tempered
+            # by `temperature` (accepting worse assignments with their probability), the last
+            # ones take the most probable path.
+            temperature = temperatures[iteration]
+            if temperature > 0:
+                chosen = _grid_sample_path(ll / temperature, neighbours, log_prior, rng)
+            else:
+                chosen = _grid_viterbi(ll, neighbours, log_prior)
+            new = grid[chosen]
+            new_scores = correlation[np.arange(n), chosen]
         else:
+            current = stage.correlation_at(volume, rotations)
+            correlation[rng.random(correlation.shape) >= search_fraction] = -np.inf
             best = np.argmax(correlation, axis=1)
             best_scores = correlation[np.arange(n), best]
             better = best_scores > current
@@ -611,6 +719,7 @@ def _local_refinement(
     *,
     lowpass_schedule_A: np.ndarray,
     first_step_deg: float,
+    ctf: dict | None,
     history: list[dict],
     start: int,
     frame_rate_hz: float,
@@ -622,7 +731,7 @@ def _local_refinement(
     n_threads: int | None,
 ) -> Rotation:
     n = images.shape[0]
-    stage = _Stage(images, pixel_size_A, float(lowpass_schedule_A[-1]), radius_A, n_threads)
+    stage = _Stage(images, pixel_size_A, float(lowpass_schedule_A[-1]), radius_A, n_threads, ctf)
     volume = stage.reconstruct(
         rotations, positivity=positivity, n_iterations=reconstruction_iterations
     )
@@ -676,6 +785,73 @@ def _local_refinement(
         logger.debug("local %d: %s", iteration, history[-1])
         step /= 2
     return rotations
+
+
+def _grid_neighbours(quats: np.ndarray, radius_rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid rotations within `radius_rad` of each one: indices (M, K), padded with -1, and angles."""
+    # Chord between unit quaternions of the same sign is 2 sin(θ / 4); q and -q are one rotation.
+    tree = cKDTree(np.concatenate([quats, -quats]))
+    pairs = tree.query_ball_point(quats, 2 * np.sin(radius_rad / 4), workers=1)
+    width = max(len(p) for p in pairs)
+    index = np.full((len(quats), width), -1, dtype=np.int64)
+    for i, p in enumerate(pairs):
+        index[i, : len(p)] = np.asarray(p) % len(quats)
+    dots = np.abs(np.einsum("ia,ika->ik", quats, quats[np.maximum(index, 0)]))
+    angles = np.where(index >= 0, 2 * np.arccos(np.clip(dots, 0.0, 1.0)), np.inf)
+    return index, angles
+
+
+def _grid_viterbi(ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    """Most probable path of grid states: ``max Σ ll_t(k_t) + log_prior(k_{t-1} → k_t)``."""
+    n, m = ll.shape
+    valid = neighbours >= 0
+    safe = np.where(valid, neighbours, 0)
+    transition = np.where(valid, log_prior, -np.inf)
+    score = ll[0].copy()
+    back = np.empty((n, m), dtype=np.int32)
+    for t in range(1, n):
+        total = score[safe] + transition  # (M, K): from neighbour k into state j
+        best = np.argmax(total, axis=1)
+        back[t] = safe[np.arange(m), best]
+        score = total[np.arange(m), best] + ll[t]
+    path = np.empty(n, dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for t in range(n - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _grid_sample_path(
+    ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A path of grid states drawn from the chain's posterior (forward filtering, backward sampling).
+
+    Neighbourhoods are symmetric (all states within one angle), so the states that lead into a
+    state are its neighbours.
+    """
+    n, m = ll.shape
+    valid = neighbours >= 0
+    safe = np.where(valid, neighbours, 0)
+    transition = np.where(valid, log_prior, -np.inf)
+    alpha = np.empty((n, m))
+    alpha[0] = ll[0] - ll[0].max()
+    for t in range(1, n):
+        total = alpha[t - 1][safe] + transition
+        peak = total.max(axis=1)
+        alpha[t] = peak + np.log(np.exp(total - peak[:, None]).sum(axis=1)) + ll[t]
+        alpha[t] -= alpha[t].max()
+    path = np.empty(n, dtype=np.int64)
+    path[-1] = _draw(alpha[-1], rng)
+    for t in range(n - 1, 0, -1):
+        options = safe[path[t]]
+        weights = alpha[t - 1][options] + transition[path[t]]
+        path[t - 1] = options[_draw(weights, rng)]
+    return path
+
+
+def _draw(log_weights: np.ndarray, rng: np.random.Generator) -> int:
+    p = np.exp(log_weights - log_weights.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
 
 
 def _log_likelihood(scores: np.ndarray, n_eff: float) -> np.ndarray:
