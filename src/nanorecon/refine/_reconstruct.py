@@ -23,16 +23,14 @@ class ReconstructionResult:
     Attributes
     ----------
     volume : ndarray of shape (N, N, N)
-        The iterate with the lowest projection error (z, y, x), same array module as the images.
+        The last iterate (z, y, x), same array module as the images.
     errors : ndarray of shape (n_iterations,)
-        Relative projection error ``R = Σ|P x − b| / Σ|b|`` after each iteration.
-    best_iteration : int
-        Index into `errors` of the returned volume (-1: no iterate improved on the start).
+        Relative projection error ``R = Σ|P x − b| / Σ|b|`` after each iteration (a diagnostic:
+        the descent minimises the weighted least-squares objective, which R need not follow).
     """
 
     volume: Any
     errors: np.ndarray
-    best_iteration: int
 
 
 def reconstruct(
@@ -62,8 +60,11 @@ def reconstruct(
     orientations (a ramp filter for a tilt series, but right for any set: multi-axis, random,
     missing wedges); the objective becomes ``½‖W^½ (P x − b)‖²``, which has the same minimiser for
     consistent data and converges many times faster at high resolution. Frequencies no image
-    samples (a missing wedge) receive no gradient; only the real-space constraints fill them. The
-    lowest-error iterate is returned.
+    samples (a missing wedge) receive no gradient; only the real-space constraints fill them. With
+    ``step ≤ 1`` every step lowers the objective (projected gradient descent onto the convex set
+    of the constraints), so the last iterate is returned. It is not chosen by the R factor: for
+    noisy frames (a movie's, SNR ≪ 1) R of the empty map can be the lowest, although the
+    objective, and the map, improve at every step.
 
     Parameters
     ----------
@@ -163,7 +164,6 @@ def reconstruct(
         raise ValueError("images are all zero")
     residual = projector.forward(x)
     residual -= images
-    best, best_error, best_iteration = x, float(xp.abs(residual).sum()) / norm, -1
     errors = np.empty(n_iterations)
     for iteration in range(n_iterations):
         step_map = projector.adjoint(residual, sample_weights=sample_weights)
@@ -173,11 +173,9 @@ def reconstruct(
         residual = projector.forward(x)
         residual -= images
         errors[iteration] = float(xp.abs(residual).sum()) / norm
-        if errors[iteration] < best_error:
-            best, best_error, best_iteration = x, errors[iteration], iteration
         if callback is not None:
             callback(iteration, float(errors[iteration]))
-    return ReconstructionResult(volume=best, errors=errors, best_iteration=best_iteration)
+    return ReconstructionResult(volume=x, errors=errors)
 
 
 def _gram_norm(
