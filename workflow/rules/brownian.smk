@@ -75,6 +75,7 @@ checkpoint refine_particles:
         diameter=config["brownian"]["support_diameter_A"],
         search=config["brownian"]["search_iterations"],
         grid=config["brownian"]["grid"],
+        band=" ".join(str(v) for v in config["brownian"]["search_band_A"]),
         starts=config["brownian"]["starts"],
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
@@ -98,7 +99,7 @@ checkpoint refine_particles:
     shell:
         "nanorecon refine-particles {params.dataset:q} {params.truth} {params.dask} "
         "--device {params.device} --particle-diameter-A {params.diameter} --starts {params.starts} "
-        "--search-iterations {params.search} --grid {params.grid} "
+        "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
         "--rounds {params.rounds} --iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "
         "{params.prior} --no-progress > {log:q} 2>&1"

@@ -96,6 +96,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="ab initio global-search iterations per start (default: %(default)s)",
     )
     parser.add_argument(
+        "--search-band-A",
+        type=float,
+        nargs=2,
+        default=(5.0, 3.5),
+        metavar=("FIRST", "LAST"),
+        help=(
+            "low-pass limit of the first and last ab initio search iterations [Å]; HRTEM frames "
+            "near focus hold little signal beyond the first CTF rise (default: 5 3.5)"
+        ),
+    )
+    parser.add_argument(
         "--grid",
         type=int,
         default=5000,
@@ -203,6 +214,17 @@ def _orientation_validation(
     }
 
 
+def _ctf(folder: Path) -> dict[str, float] | None:
+    """The optics of ``ctf.json`` (voltage, defocus, Cs) when the stack was phase flipped."""
+    path = folder / "ctf.json"
+    if not path.is_file():
+        return None
+    optics = json.loads(path.read_text(encoding="utf-8"))
+    if not optics.get("phase_flipped", False):
+        return None
+    return {key: float(optics[key]) for key in ("voltage_kV", "defocus_A", "cs_mm")}
+
+
 def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Refine one particle folder and write its outputs; returns its completion marker.
 
@@ -237,6 +259,10 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         abinitio_options={
             "n_iterations": settings["search_iterations"],
             "n_grid": settings["grid"],
+            "initial_lowpass_A": settings["search_band_A"][0],
+            "lowpass_A": settings["search_band_A"][1],
+            # images and projections compared under the same |CTF| (the stack is phase flipped)
+            "ctf": _ctf(path),
         },
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
@@ -350,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
         "n_starts": args.starts,
         "search_iterations": args.search_iterations,
         "grid": args.grid,
+        "search_band_A": [float(v) for v in args.search_band_A],
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
