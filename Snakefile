@@ -28,4 +28,5 @@ rule all:
     input:
         all_outputs(),
         brownian_tables,
+        refinement_figure_targets,
     default_target: True

@@ -53,13 +53,21 @@ def test_figure_is_a_png_of_its_size(finished: Path, name: str):
 
 
 def test_refined_brownian_particles_have_their_figures(finished: Path):
+    """Every refined particle shows its FSC, map and orientation coverage; traced ones their atoms."""
     refinement = pd.read_csv(finished / MOVIE / "refinement.tsv", sep="\t", keep_default_na=False)
-    ok = refinement.loc[refinement.status == "ok", "particle"]
-    for pid in ok:
-        for name in figures_of("brownian"):
-            _assert_png(finished / MOVIE / "figures" / pid / f"{name}.png", name)
-    for pid in refinement.loc[refinement.status != "ok", "particle"]:
-        assert not (finished / MOVIE / "figures" / pid).exists()  # failed: not traced, no figures
+    refined = refinement[refinement.resolution_A != ""]
+    assert len(refined) >= 1
+    of_refinement = {"fsc", "map_axes", "orientation_coverage"}
+    of_atoms = set(figures_of("brownian")) - of_refinement
+    for row in refined.itertuples():
+        folder = finished / MOVIE / "figures" / row.particle
+        for name in of_refinement:
+            _assert_png(folder / f"{name}.png", name)
+        for name in of_atoms:
+            # atoms are traced (and drawn) only where the refinement reached atomic resolution
+            assert (folder / f"{name}.png").is_file() == (row.status == "ok"), (row.particle, name)
+            if row.status == "ok":
+                _assert_png(folder / f"{name}.png", name)
 
 
 def test_report_embeds_every_figure(finished: Path, run_snakemake):

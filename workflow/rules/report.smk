@@ -24,9 +24,25 @@ MOVIE_FIGURES = [("tracks", "tracks.rst", "Raw data")]
 MODALITY_ONLY = {"tomography": {"alignment", "tilt_series"}, "brownian": {"orientation_coverage"}}
 
 
+# figures of a Brownian particle's refinement: drawn for every refined particle, traced or not
+REFINEMENT_FIGURES = {"fsc", "map_axes", "orientation_coverage"}
+
+
 def figures_for(modality, figures=PARTICLE_FIGURES):
     other = set().union(*(names for m, names in MODALITY_ONLY.items() if m != modality))
     return [figure for figure in figures if figure[0] not in other]
+
+
+def brownian_figures(*, traced):
+    """A Brownian particle's refinement figures, or (traced) those of its atoms."""
+    return [f for f in figures_for("brownian") if (f[0] in REFINEMENT_FIGURES) != traced]
+
+
+def refined_particle_ids(dataset):
+    """Brownian particles with a map (refined, whether or not fine enough to trace)."""
+    table = checkpoints.refine_particles.get(dataset=dataset).output[0]
+    refined = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
+    return sorted(refined.loc[refined.resolution_A != "", "particle"])
 
 
 def figure_names(figures):
@@ -91,22 +107,47 @@ rule figures:
         "--only {params.names} > {log:q} 2>&1"
 
 
-rule brownian_figures:
-    """One Brownian particle's FSC, map views, orientation coverage, atomic model, strain, profile."""
+rule refinement_figures:
+    """One Brownian particle's FSC, map views and orientation coverage (every refined particle)."""
     input:
-        f"{PARTICLE}/atoms.parquet",
-        f"{PARTICLE}/lattice.json",
-        f"{PARTICLE}/radial_profile.csv",
         # map, FSC and orientations come from the dataset's refine_particles checkpoint
         f"{RESULTS}/{{dataset}}/refinement.tsv",
     output:
-        **figure_outputs(f"{FIGURES}/{{pid}}", figures_for("brownian")),
+        **figure_outputs(f"{FIGURES}/{{pid}}", brownian_figures(traced=False)),
     wildcard_constraints:
         dataset=one_of(datasets("brownian")),
     params:
         particle=lambda wildcards: particle_dir(wildcards),
         outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/figures/{wildcards.pid}",
-        names=figure_names(figures_for("brownian")),
+        names=figure_names(brownian_figures(traced=False)),
+    log:
+        f"{LOGS}/figures/{{dataset}}/{{pid}}_refinement.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    conda:
+        "../../envs/nanorecon.yaml"
+    shell:
+        "nanorecon figures {params.particle:q} {params.outdir:q} --only {params.names} "
+        "> {log:q} 2>&1"
+
+
+rule brownian_atom_figures:
+    """One traced Brownian particle's zone-axis views, atomic model, strain layers and profile."""
+    input:
+        f"{PARTICLE}/atoms.parquet",
+        f"{PARTICLE}/lattice.json",
+        f"{PARTICLE}/radial_profile.csv",
+        f"{RESULTS}/{{dataset}}/refinement.tsv",
+    output:
+        **figure_outputs(f"{FIGURES}/{{pid}}", brownian_figures(traced=True)),
+    wildcard_constraints:
+        dataset=one_of(datasets("brownian")),
+    params:
+        particle=lambda wildcards: particle_dir(wildcards),
+        outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}/figures/{wildcards.pid}",
+        names=figure_names(brownian_figures(traced=True)),
     log:
         f"{LOGS}/figures/{{dataset}}/{{pid}}.log",
     threads: 1
@@ -168,12 +209,23 @@ rule dataset_figures:
 
 
 def particle_figure_targets(dataset):
-    """The dataset figures and every particle's figures (Brownian: waits for the checkpoint)."""
+    """The dataset figures and every traced particle's figures (Brownian: after the checkpoint)."""
     modality = sample(dataset).modality
     folder = f"{RESULTS}/{dataset}/figures"
     targets = [f"{folder}/{name}.png" for name, _, _ in DATASET_FIGURES]
+    traced = figures_for(modality) if modality == "tomography" else brownian_figures(traced=True)
     for pid in particle_ids(SimpleNamespace(dataset=dataset)):
-        targets += [f"{folder}/{pid}/{name}.png" for name, _, _ in figures_for(modality)]
+        targets += [f"{folder}/{pid}/{name}.png" for name, _, _ in traced]
+    return targets
+
+
+def refinement_figure_targets(wildcards):
+    """Every refined Brownian particle's refinement figures (known after the checkpoint)."""
+    targets = []
+    for dataset in datasets("brownian"):
+        folder = f"{RESULTS}/{dataset}/figures"
+        for pid in refined_particle_ids(dataset):
+            targets += [f"{folder}/{pid}/{name}.png" for name, _, _ in brownian_figures(traced=False)]
     return targets
 
 
