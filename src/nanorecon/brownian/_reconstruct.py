@@ -134,12 +134,15 @@ def reconstruct_particle(
     1. The used frames (``used`` and ``weight > min_weight``) go to
        :func:`ab_initio_orientations` (stochastic search from `n_starts` random starts, with or
        without the rotational-diffusion prior).
-    2. :func:`nanorecon.refine.refine_orientations` refines three angles and two shifts per frame
-       by projection matching, starting from the ab initio map, against an atomic redrawing of
-       the map (:func:`nanorecon.refine.atomic_reference`) when `atomic_model_reference`.
-    3. Two half maps from alternating blocks of consecutive frames
-       (:func:`time_block_half_sets`) are reconstructed with the refined geometry and compared by
-       their Fourier shell correlation.
+    2. The frames are split into two half sets of alternating blocks of consecutive frames
+       (:func:`time_block_half_sets`), and each half set is refined on its own by
+       :func:`nanorecon.refine.refine_orientations` (three angles and two shifts per frame, by
+       projection matching from the ab initio orientations against a map of that half only, or
+       an atomic redrawing of it, :func:`nanorecon.refine.atomic_reference`, when
+       `atomic_model_reference`): gold-standard refinement, so the half maps share no
+       refinement bias.
+    3. The two half maps and the full map are reconstructed with the refined geometry; the half
+       maps' Fourier shell correlation gives the resolution.
 
     The per-frame weights only select frames (the shared reconstruction weighs all images alike).
     The images are phase flipped, not amplitude corrected: the maps hold the potential filtered
@@ -268,35 +271,53 @@ def reconstruct_particle(
         def reference(volume: Any) -> Any:
             return atomic_reference(volume, voxel_size_A=pixel_size_A)
 
-    refined = refine_orientations(
-        stack,
-        abinitio.rotations,
-        None,
-        voxel_size_A=pixel_size_A,
-        n_rounds=n_rounds,
-        n_iterations=n_iterations,
-        lowpass_A=lowpass_A,
-        final_lowpass_A=final_lowpass_A,
-        reference=reference,
-        initial=abinitio.volume,
-        support=support,
-        n_threads=n_threads,
-        callback=None if callback is None else lambda i, row: callback("refine", dict(row)),
-    )
+    # Gold standard: each half set is refined on its own, from the ab initio orientations and a
+    # map of its own frames, so neither half map is shaped by the other's frames (a joint
+    # refinement against one, especially an atomic, reference makes the halves agree on its
+    # features whether or not the orientations are right, and the FSC would not tell).
+    rotations = abinitio.rotations
+    refined_rotations = [None] * index.size
+    shifts = np.zeros((index.size, 2))
+    scores = np.zeros(index.size)
+    histories = []
+    for half_set in (1, 2):
+        members = np.flatnonzero(halves == half_set)
+        refined = refine_orientations(
+            stack[xp.asarray(members)],
+            rotations[members],
+            None,
+            voxel_size_A=pixel_size_A,
+            n_rounds=n_rounds,
+            n_iterations=n_iterations,
+            lowpass_A=lowpass_A,
+            final_lowpass_A=final_lowpass_A,
+            reference=reference,
+            support=support,
+            n_threads=n_threads,
+            callback=None
+            if callback is None
+            else lambda i, row, h=half_set: callback("refine", {"half_set": h, **dict(row)}),
+        )
+        for k, member in enumerate(members):
+            refined_rotations[member] = refined.rotations[k]
+        shifts[members] = asnumpy(refined.shifts_A)
+        scores[members] = asnumpy(refined.scores)
+        histories.append(refined.history.assign(half_set=half_set))
+    refined_rotations = Rotation.concatenate(refined_rotations)
     half = half_set_reconstruction(
         stack,
-        refined.rotations,
+        refined_rotations,
         voxel_size_A=pixel_size_A,
-        shifts_A=refined.shifts_A,
+        shifts_A=shifts,
         half_sets=halves - 1,
-        full_map=False,
+        full_map=True,
         n_iterations=2 * n_iterations,
         support=support,
         n_threads=n_threads,
     )
     if callback is not None:
         callback("halves", {"resolution_A": half.resolution_A})
-    diffusion = _diffusion(refined.rotations, frames[index], frame_rate_hz)
+    diffusion = _diffusion(refined_rotations, frames[index], frame_rate_hz)
     logger.info(
         "%d of %d frames used; FSC 0.143 at %.2f Å; D_r %.4g rad²/s",
         index.size,
@@ -305,23 +326,23 @@ def reconstruct_particle(
         diffusion,
     )
 
-    rotations, shifts = _fill_unused(refined.rotations, refined.shifts_A, frames, index)
-    scores = np.full(n, np.nan)
-    scores[index] = asnumpy(refined.scores)
+    all_rotations, all_shifts = _fill_unused(refined_rotations, shifts, frames, index)
+    all_scores = np.full(n, np.nan)
+    all_scores[index] = scores
     return ParticleReconstruction(
-        rotations=rotations,
-        shifts_A=shifts,
-        scores=scores,
+        rotations=all_rotations,
+        shifts_A=all_shifts,
+        scores=all_scores,
         used=keep,
         half_sets=halves_all,
-        volume=refined.volume,
+        volume=half.volume,
         half_maps=half.half_maps,
         fsc=half.fsc,
         resolution_A=float(half.resolution_A),
         starts=abinitio.starts,
         rotational_diffusion_rad2_per_s=diffusion,
         abinitio_rotational_diffusion_rad2_per_s=float(abinitio.rotational_diffusion_rad2_per_s),
-        history=refined.history,
+        history=pd.concat(histories, ignore_index=True),
     )
 
 
