@@ -54,6 +54,14 @@ def volume_equivalent_diameter_nm(
     return float((6.0 * volume_A3 / math.pi) ** (1.0 / 3.0) / 10.0)
 
 
+#: A fitted lattice parameter this far from the bulk value [%] is not a strained particle but a
+#: failed reconstruction or trace (measured nanoparticles differ from bulk by about 1–3 %).
+SUSPECT_DEVIATION_PERCENT = 5.0
+#: An RMS distance of the atoms from their fitted lattice sites above this [pm] means the atoms do
+#: not form the lattice (static disorder and ~20 pm precision give some 10–30 pm).
+SUSPECT_RESIDUAL_PM = 50.0
+
+
 def particle_row(
     particle: str,
     *,
@@ -82,7 +90,11 @@ def particle_row(
     Returns
     -------
     dict
-        One row; ``status`` is ``"ok"`` when atoms and lattice are present, else it names what is missing.
+        One row; ``status`` is ``"ok"`` when atoms and lattice are present and plausible,
+        ``"missing ..."`` naming what is missing, or ``"suspect: ..."`` when the lattice is
+        implausible (more than :data:`SUSPECT_DEVIATION_PERCENT` from bulk, or atoms more than
+        :data:`SUSPECT_RESIDUAL_PM` RMS from their lattice sites): such a particle's map or
+        trace failed, and its figures are not to be read as strain.
     """
     row: dict[str, Any] = {"particle": particle}
     missing = [name for name, part in (("atoms", atoms), ("lattice", lattice)) if part is None]
@@ -123,6 +135,15 @@ def particle_row(
             row["lattice_rms_residual_pm"] = 100.0 * float(lattice["rms_residual_A"])
         if atoms is not None:
             row["diameter_nm"] = volume_equivalent_diameter_nm(len(atoms), a, structure=structure)
+        reasons = []
+        deviation = row["deviation_from_bulk_percent"]
+        if abs(deviation) > SUSPECT_DEVIATION_PERCENT:
+            reasons.append(f"lattice parameter {deviation:+.1f} % from bulk")
+        residual = row.get("lattice_rms_residual_pm", np.nan)
+        if residual > SUSPECT_RESIDUAL_PM:
+            reasons.append(f"atoms {residual:.0f} pm RMS from their lattice sites")
+        if reasons and row["status"] == "ok":
+            row["status"] = "suspect: " + "; ".join(reasons)
 
     if fsc_table is not None and len(fsc_table):
         # fsc.csv holds the gold-standard curve (fsc_half, or fsc) and, for simulated data, fsc_truth
