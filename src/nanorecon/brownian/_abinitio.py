@@ -239,6 +239,7 @@ def ab_initio_orientations(
     frame_rate_hz: float = 1.0,
     use_prior: bool = True,
     prior_weight: float = 1.0,
+    search_prior_weight: float = 2.0,
     n_starts: int = 3,
     seed: int = 0,
     n_grid: int = 5000,
@@ -258,6 +259,7 @@ def ab_initio_orientations(
     max_step_deg: float = 24.0,
     anneal_fraction: float = 0.5,
     initial_temperature: float = 4.0,
+    posterior_mean: bool = True,
     ctf: dict | None = None,
 ) -> AbInitioResult:
     """Orientations and a map of a particle from a movie stack, with no starting model.
@@ -283,7 +285,10 @@ def ab_initio_orientations(
     posterior with the likelihood tempered by a temperature falling geometrically from
     `initial_temperature` to 1 (forward filtering, backward sampling: PRIME's probabilistic
     acceptance, which lets a start leave the basin its random map put it in); later iterations
-    take the most probable path (Viterbi). The map is then reconstructed afresh from the new
+    take, with `posterior_mean`, every frame's posterior mean orientation (forward–backward
+    marginals, averaged over the grid rotations around the marginal mode: soft assignments that
+    are not snapped to the grid and do not commit a weak frame to one state), otherwise the
+    most probable path (Viterbi). The map is then reconstructed afresh from the new
     orientations (:func:`reconstruct`, positivity and a spherical support). Starts are ranked by
     their mean correlation; the chosen start is the best scoring one among those agreeing with
     another start (median angle after global alignment, either hand, below twice the grid
@@ -308,7 +313,13 @@ def ab_initio_orientations(
     use_prior : bool, optional
         Link consecutive frames by the rotational-diffusion prior.
     prior_weight : float, optional
-        Weight λ of the log-prior against the log-likelihood.
+        Weight λ of the log-prior against the log-likelihood in the local refinement.
+    search_prior_weight : float, optional
+        λ in the global search. Above 1 because the diffusion constant that sets the prior there
+        is estimated from the current, still wrong orientations (capped by `max_step_deg` from
+        random starts) and their errors are correlated from frame to frame, which the lag fit of
+        :func:`estimate_rotational_diffusion` cannot remove: it reads too large, and the prior
+        too wide, until the search has converged.
     n_starts : int, optional
         Independent global searches (seeds ``seed, seed + 1, …``).
     seed : int, optional
@@ -348,6 +359,9 @@ def ab_initio_orientations(
         Viterbi throughout).
     initial_temperature : float, optional
         Temperature of the first global iteration (likelihood divided by it).
+    posterior_mean : bool, optional
+        After annealing, use each frame's posterior mean orientation instead of the most
+        probable path (with the prior only).
     ctf : dict, optional
         ``voltage_kV``, ``defocus_A`` (positive = underfocus) and ``cs_mm`` of phase-flipped
         images (as in a particle's ``ctf.json``): comparisons are weighted by ``|sin χ|``.
@@ -380,6 +394,10 @@ def ab_initio_orientations(
         raise ValueError("n_starts and n_iterations must be at least 1")
     if max_step_deg <= 0:
         raise ValueError(f"max_step_deg must be positive, got {max_step_deg}")
+    if prior_weight < 0 or search_prior_weight < 0:
+        raise ValueError(
+            f"prior weights must be non-negative, got {prior_weight}, {search_prior_weight}"
+        )
     if not 0 <= anneal_fraction <= 1 or initial_temperature < 1:
         raise ValueError(
             "need 0 ≤ anneal_fraction ≤ 1 and initial_temperature ≥ 1, got "
@@ -417,12 +435,14 @@ def ab_initio_orientations(
             search,
             grid,
             rng,
+            search_prior_weight=float(search_prior_weight),
             lowpass_schedule_A=np.geomspace(initial_lowpass_A, lowpass_A, n_iterations),
             search_fraction=search_fraction,
             grid_spacing_deg=grid_spacing_deg,
             max_step_deg=max_step_deg,
             anneal_fraction=anneal_fraction,
             initial_temperature=initial_temperature,
+            posterior_mean=posterior_mean,
             history=history,
             start=start,
             **options,
@@ -632,6 +652,8 @@ def _global_search(
     max_step_deg: float,
     anneal_fraction: float,
     initial_temperature: float,
+    posterior_mean: bool,
+    search_prior_weight: float,
     history: list[dict],
     start: int,
     frame_rate_hz: float,
@@ -667,7 +689,7 @@ def _global_search(
             chain_step = np.sqrt(step_rms**2 + 2 * (0.8 * grid_spacing_deg) ** 2)
             diffusion = np.radians(chain_step) ** 2 * frame_rate_hz / 6
             neighbours, angles = _grid_neighbours(grid_quats, np.radians(3 * chain_step))
-            log_prior = prior_weight * brownian_log_prior(
+            log_prior = search_prior_weight * brownian_log_prior(
                 angles, rotational_diffusion_rad2_per_s=diffusion, frame_rate_hz=frame_rate_hz
             )
             # PRIME-style annealing: early iterations draw the path from the posterior tempered
@@ -676,9 +698,12 @@ def _global_search(
             temperature = temperatures[iteration]
             if temperature > 0:
                 chosen = _grid_sample_path(ll / temperature, neighbours, log_prior, rng)
+                new = grid[chosen]
+            elif posterior_mean:
+                chosen, new = _grid_posterior_mean(ll, neighbours, log_prior, grid_quats)
             else:
                 chosen = _grid_viterbi(ll, neighbours, log_prior)
-            new = grid[chosen]
+                new = grid[chosen]
             new_scores = correlation[np.arange(n), chosen]
         else:
             current = stage.correlation_at(volume, rotations)
@@ -819,6 +844,50 @@ def _grid_viterbi(ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray)
     for t in range(n - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     return path
+
+
+def _grid_posterior_mean(
+    ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray, quats: np.ndarray
+) -> tuple[np.ndarray, Rotation]:
+    """Posterior mode state of every frame and the posterior mean orientation around it.
+
+    Forward–backward on the chain gives each frame's marginal posterior over the grid; the
+    orientation is the posterior-weighted mean of the grid rotations in the neighbourhood of the
+    marginal mode (a local mean: symmetry-equivalent modes far apart are not averaged), which
+    is not limited to the grid's spacing.
+    """
+    n, m = ll.shape
+    valid = neighbours >= 0
+    safe = np.where(valid, neighbours, 0)
+    transition = np.where(valid, log_prior, -np.inf)
+
+    def message(previous: np.ndarray) -> np.ndarray:
+        total = previous[safe] + transition
+        peak = total.max(axis=1)
+        out = peak + np.log(np.exp(total - peak[:, None]).sum(axis=1))
+        return out - out.max()
+
+    alpha = np.empty((n, m))
+    alpha[0] = ll[0] - ll[0].max()
+    for t in range(1, n):
+        alpha[t] = message(alpha[t - 1]) + ll[t]
+        alpha[t] -= alpha[t].max()
+    # Neighbourhoods are symmetric, so the backward message uses the same transitions.
+    beta = np.zeros((n, m))
+    for t in range(n - 2, -1, -1):
+        beta[t] = message(beta[t + 1] + ll[t + 1])
+    log_post = alpha + beta
+    mode = np.argmax(log_post, axis=1)
+    local = safe[mode]  # (n, K)
+    weights = np.where(
+        valid[mode],
+        np.exp(log_post[np.arange(n)[:, None], local] - log_post[np.arange(n), mode][:, None]),
+        0.0,
+    )
+    local_quats = quats[local]  # (n, K, 4)
+    signs = np.sign(np.einsum("nka,na->nk", local_quats, quats[mode]))
+    mean = np.einsum("nk,nka->na", weights * signs, local_quats)
+    return mode, Rotation.from_quat(mean / np.linalg.norm(mean, axis=1, keepdims=True))
 
 
 def _grid_sample_path(
