@@ -33,12 +33,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-from scipy.optimize import minimize
-from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from nanorecon.brownian import ab_initio_orientations, align_orientations
 from nanorecon.refine import refine_orientations
+from nanorecon.validate import point_group
 
 
 def load_particle(particle_dir: Path, truth_dir: Path):
@@ -56,46 +55,6 @@ def load_particle(particle_dir: Path, truth_dir: Path):
     particle = int(np.bincount(votes).argmax())
     truth = frames[frames.particle == particle].set_index("frame").loc[table.frame.values]
     return images, ctf, particle, Rotation.from_quat(truth[["qx", "qy", "qz", "qw"]].values)
-
-
-def point_group(positions_A: np.ndarray, *, tolerance_A: float = 0.3) -> Rotation:
-    """Rotations that map the atoms onto themselves (RMS nearest-neighbour distance < tolerance)."""
-    positions = positions_A - positions_A.mean(axis=0)
-    tree = cKDTree(positions)
-
-    def mismatch(rotation):
-        return float(np.sqrt(np.mean(tree.query(rotation.apply(positions))[0] ** 2)))
-
-    i = np.arange(3000) + 0.5
-    z = 1 - i / 3000
-    phi = np.pi * (1 + 5**0.5) * i
-    axes = np.stack([np.sqrt(1 - z**2) * np.cos(phi), np.sqrt(1 - z**2) * np.sin(phi), z], 1)
-    generators = []
-    for order in (2, 3, 4, 5, 6):
-        angle = 2 * np.pi / order
-        scores = [mismatch(Rotation.from_rotvec(a * angle)) for a in axes]
-        for k in np.argsort(scores)[:40]:
-            fit = minimize(
-                lambda v, angle=angle: mismatch(
-                    Rotation.from_rotvec(v / np.linalg.norm(v) * angle)
-                ),
-                axes[k],
-                method="Nelder-Mead",
-                options={"xatol": 1e-4, "fatol": 1e-5},
-            )
-            if fit.fun < tolerance_A:
-                generators.append(Rotation.from_rotvec(fit.x / np.linalg.norm(fit.x) * angle))
-    group = [Rotation.identity()]
-    grown = True
-    while grown and len(group) < 120:
-        grown = False
-        for g, h in itertools.product(list(group), generators):
-            product = g * h
-            if all((product * e.inv()).magnitude() > np.radians(3) for e in group):
-                if mismatch(product) < tolerance_A:
-                    group.append(product)
-                    grown = True
-    return Rotation.concatenate(group)
 
 
 def errors(rotations, truth, group):

@@ -37,6 +37,7 @@ from nanorecon.io import (
     write_table_csv,
 )
 from nanorecon.parallel import dask_client, map_particles
+from nanorecon.validate import point_group
 
 log = logging.getLogger("nanorecon.refine_particles")
 
@@ -201,12 +202,22 @@ def _orientation_validation(
     truth = rotations_from_quaternions(
         rows.loc[table["frame"][used], ["qx", "qy", "qz", "qw"]].to_numpy()
     )
-    alignment = align_orientations(result.rotations[np.flatnonzero(used)], truth)
+    # a symmetric particle's orientation is defined only modulo its point group
+    group = None
+    atoms_csv = truth_dir / "atoms.csv"
+    if atoms_csv.is_file():
+        atoms = pd.read_csv(atoms_csv)
+        if "particle" in atoms.columns:
+            mine = atoms.loc[atoms["particle"] == true_particle, ["x_A", "y_A", "z_A"]]
+            if len(mine) >= 3:
+                group = point_group(mine.to_numpy(dtype=float))
+    alignment = align_orientations(result.rotations[np.flatnonzero(used)], truth, symmetry=group)
     errors = alignment.errors_deg
     return {
         "particle": pid,
         "true_particle": true_particle,
         "match_distance_A": distance,
+        "symmetry_order": 1 if group is None else len(group),
         "n_frames": int(used.sum()),
         "orientation_error_median_deg": float(np.median(errors)),
         "orientation_error_p90_deg": float(np.percentile(errors, 90)),

@@ -4,5 +4,6 @@ errors."""
 
 from ._align import Alignment, align_models, match_atoms
 from ._score import score_model
+from ._symmetry import point_group
 
-__all__ = ["Alignment", "align_models", "match_atoms", "score_model"]
+__all__ = ["Alignment", "align_models", "match_atoms", "point_group", "score_model"]
