@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ..backend import asnumpy, get_array_module, supported_float_type
 from ..refine import atomic_reference, half_set_reconstruction, refine_orientations
-from ._abinitio import ab_initio_orientations
+from ._abinitio import _outside_median, _sphere, ab_initio_orientations
 from ._prior import estimate_rotational_diffusion
 
 __all__ = ["ParticleReconstruction", "reconstruct_particle", "time_block_half_sets"]
@@ -366,18 +366,3 @@ def _fill_unused(
     all_rotations = Slerp(times, rotations)(query)
     shifts = np.stack([np.interp(query, times, shifts_A[:, i]) for i in range(2)], axis=1)
     return all_rotations, shifts
-
-
-def _outside_median(images: Any, radius_px: float) -> Any:
-    """Median of each image outside a centred circle, shape (n, 1, 1)."""
-    xp = get_array_module(images)
-    size = images.shape[-1]
-    y, x = xp.ogrid[:size, :size]
-    outside = (y - size // 2) ** 2 + (x - size // 2) ** 2 > radius_px**2
-    return xp.median(images[:, outside], axis=1)[:, None, None]
-
-
-def _sphere(size: int, radius_px: float, xp: Any) -> Any:
-    z, y, x = xp.ogrid[:size, :size, :size]
-    centre = size // 2
-    return (z - centre) ** 2 + (y - centre) ** 2 + (x - centre) ** 2 <= radius_px**2
