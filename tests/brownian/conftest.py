@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nanorecon.io import write_array_zarr
 from nanorecon.simulate import MovieSpec, ParticleSpec, simulate_movie
+
+# The shared synthetic particles live beside this file (tests/brownian/synthetic_particles.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Three ~2 nm Pt particles, well inside a 192 × 192 px field and never closer than a diameter
 # (seed chosen for that), realistic 50 e/Å² per frame at 400 fps.

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from synthetic_particles import asymmetric_particle
 
 from nanorecon.brownian import (
     ab_initio_orientations,
@@ -22,7 +23,6 @@ from nanorecon.simulate import (
     aberration_phase,
     atoms_to_volume,
     brownian_rotations,
-    make_particle,
     project_potential,
 )
 
@@ -36,22 +36,6 @@ def _diffusion(step_rms_deg):
     return np.radians(step_rms_deg) ** 2 * FRAME_RATE_HZ / 6
 
 
-def _asymmetric_particle(rng, diameter_nm):
-    """Pt atoms of an fcc crystal cut to a triaxial ellipsoid with one flat facet.
-
-    A perfect crystal sphere is (nearly) as symmetric as its lattice, so its orientations would
-    only be defined up to the point group; this shape has no symmetry.
-    """
-    crystal = make_particle(shape="sphere", diameter_nm=1.3 * diameter_nm, rng=rng)
-    positions = crystal.positions_A
-    radius_A = 5.0 * diameter_nm
-    keep = ((positions / (np.array([1.15, 0.95, 0.75]) * radius_A)) ** 2).sum(axis=1) <= 1
-    facet = np.array([0.3, -0.5, 0.81]) / np.linalg.norm([0.3, -0.5, 0.81])
-    keep &= positions @ facet < 0.5 * radius_A
-    positions = positions[keep] - positions[keep].mean(axis=0)
-    return positions, crystal.elements[keep]
-
-
 @pytest.fixture(scope="module")
 def tumbling_movie():
     """80 frames (32 px, 0.7 Å) of a ~100-atom Pt particle tumbling 5°/frame, SNR ≈ 4 per pixel.
@@ -60,7 +44,7 @@ def tumbling_movie():
     scaled to unit standard deviation, plus white Gaussian noise of standard deviation 0.5.
     """
     rng = np.random.default_rng(1)
-    positions, elements = _asymmetric_particle(rng, 1.6)
+    positions, elements = asymmetric_particle(rng, 1.6)
     rotations = brownian_rotations(
         80,
         rotational_diffusion_rad2_per_s=_diffusion(STEP_RMS_DEG),
@@ -255,7 +239,7 @@ def test_invalid_input_is_rejected():
 def test_phase_flipped_images_with_ctf_weighting():
     """Phase-flipped HRTEM-like frames: the projected potential filtered by |sin χ| plus noise."""
     rng = np.random.default_rng(2)
-    positions, elements = _asymmetric_particle(rng, 1.6)
+    positions, elements = asymmetric_particle(rng, 1.6)
     truth = brownian_rotations(
         80,
         rotational_diffusion_rad2_per_s=_diffusion(STEP_RMS_DEG),

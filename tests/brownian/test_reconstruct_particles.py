@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
+from synthetic_particles import asymmetric_particle
 
 from nanorecon.brownian import (
     align_orientations,
@@ -34,18 +35,6 @@ PIXEL_SIZE_A = 0.7
 STEP_RMS_DEG = 5.0
 
 
-def _asymmetric_particle(rng, diameter_nm):
-    """Pt atoms of an fcc crystal cut to a triaxial ellipsoid with one facet (no symmetry)."""
-    crystal = make_particle(shape="sphere", diameter_nm=1.3 * diameter_nm, rng=rng)
-    positions = crystal.positions_A
-    radius_A = 5.0 * diameter_nm
-    keep = ((positions / (np.array([1.15, 0.95, 0.75]) * radius_A)) ** 2).sum(axis=1) <= 1
-    facet = np.array([0.3, -0.5, 0.81]) / np.linalg.norm([0.3, -0.5, 0.81])
-    keep &= positions @ facet < 0.5 * radius_A
-    positions = positions[keep] - positions[keep].mean(axis=0)
-    return positions, crystal.elements[keep]
-
-
 def _tumbling_stack(n_frames, size, seed):
     """Frames of a ~100-atom Pt particle tumbling 5°/frame, atoms DARK as after phase flipping.
 
@@ -53,7 +42,7 @@ def _tumbling_stack(n_frames, size, seed):
     (a phase-flipped weak-phase image shows ``1 − 2 φ ⊛ |sin χ|``).
     """
     rng = np.random.default_rng(seed)
-    positions, elements = _asymmetric_particle(rng, 1.6)
+    positions, elements = asymmetric_particle(rng, 1.6)
     diffusion = np.radians(STEP_RMS_DEG) ** 2 * FRAME_RATE_HZ / 6
     rotations = brownian_rotations(
         n_frames, rotational_diffusion_rad2_per_s=diffusion, frame_rate_hz=FRAME_RATE_HZ, rng=rng
