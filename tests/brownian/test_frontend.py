@@ -175,3 +175,39 @@ def test_overlap_frames_flagged_and_tracks_cut():
     before = set(flagged.loc[flagged["frame"] < min(close), "track"])
     after = set(flagged.loc[flagged["frame"] > max(close), "track"])
     assert before.isdisjoint(after) and len(after) == 2
+
+
+def test_gap_closing_joins_a_particle_across_a_long_gap_only():
+    # Particle a is lost for 30 frames (fringes faded), b is seen throughout, and c appears far
+    # away when a is lost: a's two segments must be joined, and nothing else.
+    t = np.arange(100)
+    seen = (t < 40) | (t > 69)
+    a = pd.DataFrame({"frame": t[seen], "x_A": 50 + 0.05 * t[seen], "y_A": 50.0, "score": 5.0})
+    b = pd.DataFrame({"frame": t, "x_A": 150.0, "y_A": 150.0 + 0.02 * t, "score": 9.0})
+    c = pd.DataFrame({"frame": t[45:60], "x_A": 120.0, "y_A": 40.0, "score": 4.0})
+    detections = pd.concat([a, b, c], ignore_index=True)
+
+    without = link_detections(detections, max_step_A=2.0, memory=5)
+    assert without["track"].nunique() == 4  # a split in two, b, c
+
+    linked = link_detections(detections, max_step_A=2.0, memory=5, max_gap_frames=40)
+    assert linked["track"].nunique() == 3
+    a_track = linked.loc[(linked["frame"] == 0) & (linked["x_A"] < 100), "track"].item()
+    mine = linked[linked["track"] == a_track]
+    np.testing.assert_array_equal(mine["frame"], t)
+    assert not mine.loc[mine["frame"].between(40, 69), "detected"].any()
+    assert mine.loc[~mine["frame"].between(40, 69), "detected"].all()
+    # the gap is filled by interpolation between the two segments
+    np.testing.assert_allclose(mine["x_A"], 50 + 0.05 * t, atol=1e-9)
+    assert linked.loc[linked["x_A"] == 120.0, "track"].nunique() == 1
+
+    # a gap longer than max_gap_frames, or a reappearance beyond the √t gate, stays split
+    assert (
+        link_detections(detections, max_step_A=2.0, memory=5, max_gap_frames=20)["track"].nunique()
+        == 4
+    )
+    moved = detections.copy()
+    moved.loc[(moved["x_A"] < 100) & (moved["frame"] > 69), "x_A"] += 15.0  # 15 Å > 2 Å √31
+    assert (
+        link_detections(moved, max_step_A=2.0, memory=5, max_gap_frames=40)["track"].nunique() == 4
+    )

@@ -15,6 +15,7 @@ rule track:
     params:
         outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
         diameter=config["brownian"]["particle_diameter_A"],
+        max_gap=config["brownian"]["max_gap_frames"],
     log:
         f"{LOGS}/track/{{dataset}}.log",
     benchmark:
@@ -27,7 +28,7 @@ rule track:
         "../../envs/nanorecon.yaml"
     shell:
         "nanorecon track {input.raw:q} {params.outdir:q} --particle-diameter-A {params.diameter} "
-        "--no-progress > {log:q} 2>&1"
+        "--max-gap {params.max_gap} --no-progress > {log:q} 2>&1"
 
 
 rule extract:

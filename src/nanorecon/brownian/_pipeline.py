@@ -35,6 +35,7 @@ def track_movie(
     diameter_A: float,
     threshold: float = 3.5,
     memory: int = 10,
+    max_gap_frames: int = 50,
     min_frames: int = 5,
     block_frames: int = 32,
     halo_frames: int = 4,
@@ -48,7 +49,8 @@ def track_movie(
     frames when fewer than two reflections are found), the background is removed and particles
     are detected (:func:`detect_particles`), with `halo_frames` extra frames on each side for the
     detector's temporal smoothing. Detections are then linked (:func:`link_detections`, step
-    gate a quarter of the diameter per frame) and the tracks flagged (:func:`flag_tracks`).
+    gate a quarter of the diameter per frame, gaps up to `max_gap_frames` closed) and the tracks
+    flagged (:func:`flag_tracks`).
 
     Parameters
     ----------
@@ -62,8 +64,9 @@ def track_movie(
         [Å].
     diameter_A : float
         Expected particle diameter [Å].
-    threshold, memory, min_frames : optional
-        Detection threshold [robust σ], frames a track may skip, fewest good frames of a track.
+    threshold, memory, max_gap_frames, min_frames : optional
+        Detection threshold [robust σ], frames a track may skip while it is linked frame by frame,
+        longest gap the gap-closing pass bridges [frames], fewest good frames of a track.
     block_frames, halo_frames : int, optional
         Frames per block (the caller may round it to its storage chunks) and the halo [frames].
     progress : callable, optional
@@ -110,7 +113,11 @@ def track_movie(
     if detections.empty:
         return MovieTracking(detections.iloc[:0], detections, drift_A, n_reflections)
     linked = link_detections(
-        detections, max_step_A=0.25 * diameter_A, memory=memory, drift_A=drift_A
+        detections,
+        max_step_A=0.25 * diameter_A,
+        memory=memory,
+        drift_A=drift_A,
+        max_gap_frames=max_gap_frames,
     )
     tracks = flag_tracks(
         linked,

@@ -46,6 +46,7 @@ def link_detections(
     max_step_A: float,
     memory: int = 3,
     drift_A: np.ndarray | None = None,
+    max_gap_frames: int = 0,
 ) -> pd.DataFrame:
     """Link per-frame detections into tracks (frame-to-frame Hungarian assignment).
 
@@ -53,8 +54,12 @@ def link_detections(
     between the two frames; detections are assigned to tracks by minimum total distance
     (:func:`scipy.optimize.linear_sum_assignment`), pairs further apart than `max_step_A` times
     √(frames since the last detection) (diffusion grows as √t) are not linked. A track missing
-    for more than `memory` frames ends; unassigned detections start new tracks. Frames a track
-    skipped are filled by linear interpolation and marked ``detected = False``.
+    for more than `memory` frames ends; unassigned detections start new tracks. Then longer gaps
+    are closed as in u-track: the ends of tracks are assigned, again by minimum total distance
+    (drift corrected), to the starts of tracks that begin at most `max_gap_frames` frames later
+    within the same √t gate, and the pairs are joined (a particle whose fringes fade for a while,
+    off every zone axis, stays one track). Frames a track skipped are filled by linear
+    interpolation and marked ``detected = False``.
 
     Parameters
     ----------
@@ -66,6 +71,9 @@ def link_detections(
         Frames a track may go undetected and still continue (gap closing).
     drift_A : ndarray of shape (n_frames, 2), optional
         Stage drift (x, y) per frame [Å] (:func:`estimate_drift`).
+    max_gap_frames : int, optional
+        Longest run of undetected frames a track may bridge in the gap-closing pass (0: no
+        gap closing beyond `memory`).
 
     Returns
     -------
@@ -73,8 +81,8 @@ def link_detections(
         ``frame, track, x_A, y_A, score, detected, drift_x_A, drift_y_A`` sorted by track and
         frame; tracks numbered from 0 in order of their first frame.
     """
-    if max_step_A <= 0 or memory < 0:
-        raise ValueError("max_step_A must be positive and memory non-negative")
+    if max_step_A <= 0 or memory < 0 or max_gap_frames < 0:
+        raise ValueError("max_step_A must be positive, memory and max_gap_frames non-negative")
     frames = detections["frame"].to_numpy(dtype=np.int64)
     n_frames = int(frames.max()) + 1 if frames.size else 0
     if drift_A is None:
@@ -109,6 +117,8 @@ def link_detections(
                 active.append(len(tracks) - 1)
                 assigned[j] = len(tracks) - 1
             tracks[assigned[j]].append((f, pos[j, 0], pos[j, 1], scores[j]))
+    if max_gap_frames > memory:
+        tracks = _close_gaps(tracks, drift, max_step_A=max_step_A, max_gap_frames=max_gap_frames)
     rows = []
     for t, points in enumerate(tracks):
         arr = np.array(points, dtype=float)
@@ -138,6 +148,42 @@ def link_detections(
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
     return pd.concat(rows, ignore_index=True)[columns]
+
+
+def _close_gaps(
+    tracks: list[list[tuple[int, float, float, float]]],
+    drift: np.ndarray,
+    *,
+    max_step_A: float,
+    max_gap_frames: int,
+) -> list[list[tuple[int, float, float, float]]]:
+    """Join track ends to later track starts (one assignment over all of them, u-track style)."""
+    n = len(tracks)
+    if n < 2:
+        return tracks
+    first = np.array([t[0][0] for t in tracks], dtype=np.int64)
+    last = np.array([t[-1][0] for t in tracks], dtype=np.int64)
+    # drift-corrected positions of every track's last and first detection
+    end = np.array([t[-1][1:3] for t in tracks]) - drift[last]
+    start = np.array([t[0][1:3] for t in tracks]) - drift[first]
+    gap = first[None, :] - last[:, None]  # (ends, starts), frames from end to start
+    distance = np.hypot(*(end[:, None, :] - start[None, :, :]).transpose(2, 0, 1))
+    allowed = (gap >= 1) & (gap <= max_gap_frames + 1)
+    allowed &= distance <= max_step_A * np.sqrt(np.maximum(gap, 1))
+    if not allowed.any():
+        return tracks
+    rows, cols = linear_sum_assignment(np.where(allowed, distance, 1e9))
+    successor = {int(r): int(c) for r, c in zip(rows, cols, strict=True) if allowed[r, c]}
+    joined, absorbed = [], set(successor.values())
+    for t in range(n):  # tracks are in order of their first frame; chains start at heads
+        if t in absorbed:
+            continue
+        chain = list(tracks[t])
+        while t in successor:
+            t = successor[t]
+            chain.extend(tracks[t])
+        joined.append(chain)
+    return joined
 
 
 def flag_tracks(

@@ -59,6 +59,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="frames a particle may go undetected within one track (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-gap",
+        type=int,
+        default=50,
+        metavar="N",
+        help=(
+            "longest run of frames without a detection that gap closing bridges, joining the "
+            "track before it to the one after (default: %(default)s; 0: off)"
+        ),
+    )
+    parser.add_argument(
         "--min-frames",
         type=int,
         default=5,
@@ -100,8 +110,10 @@ def blocks(n: int, chunk: int) -> list[tuple[int, int]]:
 
 def run(args: argparse.Namespace) -> int:
     """Track one movie; errors propagate to :func:`nanorecon.cli.main` as one line."""
-    if args.particle_diameter_A <= 0 or args.memory < 0 or args.min_frames < 1:
-        raise UserError("need --particle-diameter-A > 0, --memory >= 0 and --min-frames >= 1")
+    if args.particle_diameter_A <= 0 or args.memory < 0 or args.min_frames < 1 or args.max_gap < 0:
+        raise UserError(
+            "need --particle-diameter-A > 0, --memory >= 0, --max-gap >= 0 and --min-frames >= 1"
+        )
     data, _, p = open_movie(args.raw)
     n, ny, nx = data.shape
     if min(ny, nx) * p < 2 * args.particle_diameter_A:
@@ -117,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             diameter_A=args.particle_diameter_A,
             threshold=args.threshold,
             memory=args.memory,
+            max_gap_frames=args.max_gap,
             min_frames=args.min_frames,
             block_frames=block_step(int(data.chunks[0])),
             halo_frames=HALO_FRAMES,
