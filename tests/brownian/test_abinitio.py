@@ -234,6 +234,10 @@ def test_invalid_input_is_rejected():
         ab_initio_orientations(images, pixel_size_A=0.7, lowpass_A=1.0)
     with pytest.raises(ValueError, match="search_fraction"):
         ab_initio_orientations(images, pixel_size_A=0.7, search_fraction=0.0)
+    with pytest.raises(ValueError, match="frame_gaps"):
+        ab_initio_orientations(images, pixel_size_A=0.7, frame_gaps=np.ones(10))
+    with pytest.raises(ValueError, match="frame_gaps"):
+        ab_initio_orientations(images, pixel_size_A=0.7, frame_gaps=np.zeros(9))
 
 
 def test_phase_flipped_images_with_ctf_weighting():
@@ -339,3 +343,48 @@ def test_grid_posterior_mean_beats_the_grid_spacing():
     assert error_deg(mean) < 0.85 * error_deg(grid[states])
     assert error_deg(mean) < 0.8 * error_deg(grid[viterbi])
     assert np.mean(mode == states) > 0.5
+
+
+def test_grid_chain_breaks_at_a_gap():
+    # Two stretches of one track, 40 frames apart: the particle has turned far in between, so a
+    # chain that links them drags the frames next to the gap towards the other side.
+    rng = np.random.default_rng(11)
+    grid = so3_grid(3000)
+    quats = grid.as_quat()
+    segments = [
+        brownian_rotations(
+            60,
+            rotational_diffusion_rad2_per_s=_diffusion(12.0),
+            frame_rate_hz=FRAME_RATE_HZ,
+            rng=rng,
+        )
+        for _ in range(2)
+    ]
+    path = Rotation.concatenate([segments[0], Rotation.random(random_state=rng) * segments[1]])
+    states = np.argmax(np.abs(path.as_quat() @ quats.T), axis=1)
+    steps = np.degrees((grid[states[1:]] * grid[states[:-1]].inv()).magnitude())
+    step_rms = np.sqrt(np.median(steps**2) / 0.789)  # the jump itself left out
+    ll = rng.normal(0.0, 1.0, (120, 3000))
+    ll[np.arange(120), states] += 3.0
+    neighbours, angles = _grid_neighbours(quats, np.radians(3 * step_rms))
+    log_prior = brownian_log_prior(
+        angles, rotational_diffusion_rad2_per_s=_diffusion(step_rms), frame_rate_hz=FRAME_RATE_HZ
+    )
+    broken = np.zeros(119, bool)
+    broken[59] = True
+    near = np.arange(52, 68)  # eight frames on each side of the gap
+    linked = _grid_viterbi(ll, neighbours, log_prior)
+    split = _grid_viterbi(ll, neighbours, log_prior, broken)
+    mode, _ = _grid_posterior_mean(ll, neighbours, log_prior, quats, broken)
+    sampled = _grid_sample_path(ll, neighbours, log_prior, np.random.default_rng(0), broken)
+
+    def right(chosen):
+        return np.mean(chosen[near] == states[near])
+
+    # Measured (this seed): right state next to the gap in 69% of the frames when the chain runs
+    # through it, 88% when broken (Viterbi), 81% for the posterior mode, 75% on a sampled path;
+    # seeds 12-16 gain 6-50 points from the break.
+    assert right(split) >= right(linked) + 0.15
+    assert right(mode) >= right(linked) + 0.1
+    assert right(sampled) >= 0.6
+    np.testing.assert_array_equal(linked[:40], split[:40])  # far from the gap nothing changes

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
@@ -261,6 +262,7 @@ def ab_initio_orientations(
     initial_temperature: float = 4.0,
     posterior_mean: bool = True,
     ctf: dict | None = None,
+    frame_gaps: ArrayLike | None = None,
 ) -> AbInitioResult:
     """Orientations and a map of a particle from a movie stack, with no starting model.
 
@@ -365,6 +367,12 @@ def ab_initio_orientations(
     ctf : dict, optional
         ``voltage_kV``, ``defocus_A`` (positive = underfocus) and ``cs_mm`` of phase-flipped
         images (as in a particle's ``ctf.json``): comparisons are weighted by ``|sin χ|``.
+    frame_gaps : array_like of int, shape (n - 1,), optional
+        Frames elapsed between consecutive images (ones by default; more where frames were
+        dropped or a track bridged a gap). The local refinement scales the prior by the gap; the
+        global search's grid chain keeps its prior across gaps of up to two frames and breaks
+        the chain at longer ones (the orientations on either side are then linked only through
+        the map).
 
     Returns
     -------
@@ -410,6 +418,9 @@ def ab_initio_orientations(
             "need initial_lowpass_A ≥ lowpass_A ≥ refine_lowpass_A ≥ 2 pixel_size_A, got "
             f"{initial_lowpass_A}, {lowpass_A}, {refine_lowpass_A}, {pixel_size_A}"
         )
+    gaps = np.ones(n - 1) if frame_gaps is None else np.asarray(frame_gaps, dtype=float)
+    if gaps.shape != (n - 1,) or np.any(gaps < 1):
+        raise ValueError(f"frame_gaps must hold {n - 1} values ≥ 1, got shape {gaps.shape}")
     dtype = supported_float_type(images.dtype)
     images = images.astype(dtype, copy=False)
     radius_A = 0.45 * size * pixel_size_A if mask_radius_A is None else float(mask_radius_A)
@@ -425,6 +436,7 @@ def ab_initio_orientations(
         "positivity": positivity,
         "reconstruction_iterations": reconstruction_iterations,
         "n_threads": n_threads,
+        "frame_gaps": gaps,
     }
     search = _Stage(images, pixel_size_A, lowpass_A, radius_A, n_threads, ctf)
     history: list[dict] = []
@@ -663,8 +675,11 @@ def _global_search(
     positivity: bool,
     reconstruction_iterations: int,
     n_threads: int | None,
+    frame_gaps: np.ndarray,
 ) -> tuple[Rotation, Any, float]:
     n = stage.n_images
+    # The grid chain's neighbourhoods hold about two frames' diffusion; longer gaps break it.
+    broken = frame_gaps > 2
     rotations = Rotation.random(n, random_state=rng)
     volume = stage.reconstruct(
         rotations, positivity=positivity, n_iterations=reconstruction_iterations
@@ -697,12 +712,12 @@ def _global_search(
             # ones take the most probable path.
             temperature = temperatures[iteration]
             if temperature > 0:
-                chosen = _grid_sample_path(ll / temperature, neighbours, log_prior, rng)
+                chosen = _grid_sample_path(ll / temperature, neighbours, log_prior, rng, broken)
                 new = grid[chosen]
             elif posterior_mean:
-                chosen, new = _grid_posterior_mean(ll, neighbours, log_prior, grid_quats)
+                chosen, new = _grid_posterior_mean(ll, neighbours, log_prior, grid_quats, broken)
             else:
-                chosen = _grid_viterbi(ll, neighbours, log_prior)
+                chosen = _grid_viterbi(ll, neighbours, log_prior, broken)
                 new = grid[chosen]
             new_scores = correlation[np.arange(n), chosen]
         else:
@@ -754,6 +769,7 @@ def _local_refinement(
     positivity: bool,
     reconstruction_iterations: int,
     n_threads: int | None,
+    frame_gaps: np.ndarray,
 ) -> Rotation:
     n = images.shape[0]
     stage = _Stage(images, pixel_size_A, float(lowpass_schedule_A[-1]), radius_A, n_threads, ctf)
@@ -786,6 +802,7 @@ def _local_refinement(
                 rotational_diffusion_rad2_per_s=diffusion,
                 frame_rate_hz=frame_rate_hz,
                 prior_weight=prior_weight,
+                frame_gaps=frame_gaps,
             )
         else:
             chosen = np.argmax(scores, axis=1)
@@ -826,15 +843,28 @@ def _grid_neighbours(quats: np.ndarray, radius_rad: float) -> tuple[np.ndarray, 
     return index, angles
 
 
-def _grid_viterbi(ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
-    """Most probable path of grid states: ``max Σ ll_t(k_t) + log_prior(k_{t-1} → k_t)``."""
+def _grid_viterbi(
+    ll: np.ndarray,
+    neighbours: np.ndarray,
+    log_prior: np.ndarray,
+    broken: np.ndarray | None = None,
+) -> np.ndarray:
+    """Most probable path of grid states: ``max Σ ll_t(k_t) + log_prior(k_{t-1} → k_t)``.
+
+    Links ``t-1 → t`` with ``broken[t-1]`` carry no prior (any state may follow any state).
+    """
     n, m = ll.shape
+    broken = np.zeros(max(n - 1, 0), bool) if broken is None else broken
     valid = neighbours >= 0
     safe = np.where(valid, neighbours, 0)
     transition = np.where(valid, log_prior, -np.inf)
     score = ll[0].copy()
     back = np.empty((n, m), dtype=np.int32)
     for t in range(1, n):
+        if broken[t - 1]:
+            back[t] = int(np.argmax(score))
+            score = score.max() + ll[t]
+            continue
         total = score[safe] + transition  # (M, K): from neighbour k into state j
         best = np.argmax(total, axis=1)
         back[t] = safe[np.arange(m), best]
@@ -847,16 +877,21 @@ def _grid_viterbi(ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray)
 
 
 def _grid_posterior_mean(
-    ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray, quats: np.ndarray
+    ll: np.ndarray,
+    neighbours: np.ndarray,
+    log_prior: np.ndarray,
+    quats: np.ndarray,
+    broken: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Rotation]:
     """Posterior mode state of every frame and the posterior mean orientation around it.
 
     Forward–backward on the chain gives each frame's marginal posterior over the grid; the
     orientation is the posterior-weighted mean of the grid rotations in the neighbourhood of the
     marginal mode (a local mean: symmetry-equivalent modes far apart are not averaged), which
-    is not limited to the grid's spacing.
+    is not limited to the grid's spacing. Links with ``broken[t-1]`` pass no message.
     """
     n, m = ll.shape
+    broken = np.zeros(max(n - 1, 0), bool) if broken is None else broken
     valid = neighbours >= 0
     safe = np.where(valid, neighbours, 0)
     transition = np.where(valid, log_prior, -np.inf)
@@ -870,12 +905,12 @@ def _grid_posterior_mean(
     alpha = np.empty((n, m))
     alpha[0] = ll[0] - ll[0].max()
     for t in range(1, n):
-        alpha[t] = message(alpha[t - 1]) + ll[t]
+        alpha[t] = ll[t] if broken[t - 1] else message(alpha[t - 1]) + ll[t]
         alpha[t] -= alpha[t].max()
     # Neighbourhoods are symmetric, so the backward message uses the same transitions.
     beta = np.zeros((n, m))
     for t in range(n - 2, -1, -1):
-        beta[t] = message(beta[t + 1] + ll[t + 1])
+        beta[t] = 0.0 if broken[t] else message(beta[t + 1] + ll[t + 1])
     log_post = alpha + beta
     mode = np.argmax(log_post, axis=1)
     local = safe[mode]  # (n, K)
@@ -891,20 +926,28 @@ def _grid_posterior_mean(
 
 
 def _grid_sample_path(
-    ll: np.ndarray, neighbours: np.ndarray, log_prior: np.ndarray, rng: np.random.Generator
+    ll: np.ndarray,
+    neighbours: np.ndarray,
+    log_prior: np.ndarray,
+    rng: np.random.Generator,
+    broken: np.ndarray | None = None,
 ) -> np.ndarray:
     """A path of grid states drawn from the chain's posterior (forward filtering, backward sampling).
 
     Neighbourhoods are symmetric (all states within one angle), so the states that lead into a
-    state are its neighbours.
+    state are its neighbours. Links with ``broken[t-1]`` carry no prior.
     """
     n, m = ll.shape
+    broken = np.zeros(max(n - 1, 0), bool) if broken is None else broken
     valid = neighbours >= 0
     safe = np.where(valid, neighbours, 0)
     transition = np.where(valid, log_prior, -np.inf)
     alpha = np.empty((n, m))
     alpha[0] = ll[0] - ll[0].max()
     for t in range(1, n):
+        if broken[t - 1]:
+            alpha[t] = ll[t] - ll[t].max()
+            continue
         total = alpha[t - 1][safe] + transition
         peak = total.max(axis=1)
         alpha[t] = peak + np.log(np.exp(total - peak[:, None]).sum(axis=1)) + ll[t]
@@ -912,6 +955,9 @@ def _grid_sample_path(
     path = np.empty(n, dtype=np.int64)
     path[-1] = _draw(alpha[-1], rng)
     for t in range(n - 1, 0, -1):
+        if broken[t - 1]:
+            path[t - 1] = _draw(alpha[t - 1], rng)
+            continue
         options = safe[path[t]]
         weights = alpha[t - 1][options] + transition[path[t]]
         path[t - 1] = options[_draw(weights, rng)]

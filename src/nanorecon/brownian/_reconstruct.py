@@ -253,6 +253,7 @@ def reconstruct_particle(
         seed=seed,
         mask_radius_A=radius_A,
         n_threads=n_threads,
+        frame_gaps=np.diff(frames[index]),
         **options,
     )
     if callback is not None:
