@@ -118,7 +118,9 @@ def link_detections(
                 assigned[j] = len(tracks) - 1
             tracks[assigned[j]].append((f, pos[j, 0], pos[j, 1], scores[j]))
     if max_gap_frames > memory:
-        tracks = _close_gaps(tracks, drift, max_step_A=max_step_A, max_gap_frames=max_gap_frames)
+        tracks = _close_gaps(
+            tracks, drift, max_step_A=max_step_A, memory=memory, max_gap_frames=max_gap_frames
+        )
     rows = []
     for t, points in enumerate(tracks):
         arr = np.array(points, dtype=float)
@@ -155,9 +157,14 @@ def _close_gaps(
     drift: np.ndarray,
     *,
     max_step_A: float,
+    memory: int,
     max_gap_frames: int,
 ) -> list[list[tuple[int, float, float, float]]]:
-    """Join track ends to later track starts (one assignment over all of them, u-track style)."""
+    """Join track ends to later track starts (one assignment over all of them, u-track style).
+
+    Only gaps longer than `memory` are bridged: shorter ones were open to the frame-by-frame
+    linking, which chose not to join them.
+    """
     n = len(tracks)
     if n < 2:
         return tracks
@@ -168,7 +175,7 @@ def _close_gaps(
     start = np.array([t[0][1:3] for t in tracks]) - drift[first]
     gap = first[None, :] - last[:, None]  # (ends, starts), frames from end to start
     distance = np.hypot(*(end[:, None, :] - start[None, :, :]).transpose(2, 0, 1))
-    allowed = (gap >= 1) & (gap <= max_gap_frames + 1)
+    allowed = (gap > memory + 1) & (gap <= max_gap_frames + 1)
     allowed &= distance <= max_step_A * np.sqrt(np.maximum(gap, 1))
     if not allowed.any():
         return tracks
