@@ -56,7 +56,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=10,
         metavar="N",
-        help="frames a particle may go undetected within one track (default: %(default)s)",
+        help=(
+            "frames a particle may go undetected while it is linked frame by frame "
+            "(default: %(default)s; longer gaps: --max-gap)"
+        ),
     )
     parser.add_argument(
         "--max-gap",
