@@ -4,7 +4,8 @@ Dose normalisation, graphene notch filter and background removal, stage drift, p
 detection (local lattice-fringe power), linking into tracks with gap closing, cutting at
 overlaps and field exits, sub-pixel centred boxes, CTF phase flipping and frame quality; ab initio
 orientations of each particle's frames (PRIME-style stochastic search with a rotational-diffusion
-prior linking consecutive frames), and the per-particle chain on to refined half maps and FSC.
+prior linking consecutive frames), local refinement of orientations and centring (exhaustive search
+under the same prior), and the per-particle chain on to refined half maps and FSC.
 Everything takes and returns arrays or DataFrames; the ``nanorecon track`` and ``nanorecon
 extract`` verbs read the movie block by block and write through :mod:`nanorecon.io`.
 """
@@ -20,6 +21,7 @@ from ._ctf import ctf_sign, phase_flip
 from ._detect import DETECTION_COLUMNS, detect_particles, fringe_power_map
 from ._drift import DriftState, estimate_drift
 from ._extract import extract_boxes, fringe_quality, initial_orientations, select_frames
+from ._local import LocalRefinement, refine_locally
 from ._pipeline import MovieTracking, track_movie
 from ._prepare import (
     GRAPHENE_SPACINGS_A,
@@ -49,6 +51,8 @@ from ._track import (
 
 __all__ = [
     "AbInitioResult",
+    "LocalRefinement",
+    "refine_locally",
     "ParticleReconstruction",
     "reconstruct_particle",
     "time_block_half_sets",

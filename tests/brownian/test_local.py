@@ -1,0 +1,109 @@
+"""Local refinement of a tumbling particle: orientation and shift search under the diffusion prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from synthetic_particles import asymmetric_particle
+
+from nanorecon.backend import asnumpy, to_device
+from nanorecon.brownian import align_orientations, refine_locally
+from nanorecon.simulate import brownian_rotations, project_potential
+
+FRAME_RATE_HZ = 400.0
+PIXEL_SIZE_A = 0.7
+SIZE = 32
+STEP_RMS_DEG = 4.0
+
+
+@pytest.fixture(scope="module")
+def shaken():
+    """A tumbling ~100-atom particle, its boxes off-centre by up to 1 Å, orientations ~8° off."""
+    rng = np.random.default_rng(3)
+    positions, elements = asymmetric_particle(rng, 1.6)
+    diffusion = np.radians(STEP_RMS_DEG) ** 2 * FRAME_RATE_HZ / 6
+    truth = brownian_rotations(
+        48, rotational_diffusion_rad2_per_s=diffusion, frame_rate_hz=FRAME_RATE_HZ, rng=rng
+    )
+    centres = rng.uniform(-1.0, 1.0, (48, 2))  # (x, y) of the particle in each box [Å]
+    images = np.stack(
+        [
+            project_potential(
+                r.apply(positions) + [c[0], c[1], 0.0],
+                elements,
+                shape=(SIZE, SIZE),
+                pixel_size_A=PIXEL_SIZE_A,
+            )
+            for r, c in zip(truth, centres, strict=True)
+        ]
+    ).astype(np.float32)
+    images /= images.std()
+    images += rng.normal(0, 0.5, images.shape).astype(np.float32)
+    axes = rng.normal(size=(48, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    start = Rotation.from_rotvec(np.radians(8.0) * axes) * truth
+    return {"images": images, "truth": truth, "centres": centres, "start": start, "D": diffusion}
+
+
+def _errors_deg(rotations, truth):
+    return align_orientations(rotations, truth).errors_deg
+
+
+def _shift_error_A(found, centres):
+    # a constant offset only moves the map
+    error = found - centres
+    return np.sqrt(((error - error.mean(axis=0)) ** 2).sum(axis=1).mean())
+
+
+def _refine(shaken, device="cpu", **options):
+    return refine_locally(
+        to_device(shaken["images"], device),
+        shaken["start"],
+        pixel_size_A=PIXEL_SIZE_A,
+        rotational_diffusion_rad2_per_s=shaken["D"],
+        frame_rate_hz=FRAME_RATE_HZ,
+        bands_A=(3.0, 2.5, 2.2, 2.0, 1.8, 1.6),
+        **options,
+    )
+
+
+def test_search_recovers_orientations_and_centres(shaken, device):
+    result = _refine(shaken, device)
+    errors = _errors_deg(result.rotations, shaken["truth"])
+    start = _errors_deg(shaken["start"], shaken["truth"])
+    # Measured: from 7.8° (median) to 1.1° (p90 2.3°); centres from 0.86 Å RMS to 0.13 Å.
+    assert np.median(start) > 7.0
+    assert np.median(errors) < 2.5
+    assert np.percentile(errors, 90) < 4.5
+    assert _shift_error_A(np.zeros((48, 2)), shaken["centres"]) > 0.8
+    assert _shift_error_A(asnumpy(result.shifts_A), shaken["centres"]) < 0.3
+    history = result.history
+    assert list(history.lowpass_A) == [3.0, 2.5, 2.2, 2.0, 1.8, 1.6]
+    # the ball shrinks from the third iteration on; the moves shrink with it
+    np.testing.assert_allclose(history.search_radius_deg[:2], 12.0)
+    assert history.search_radius_deg.iloc[-1] == pytest.approx(12.0 * 0.75**4)
+    assert history.mean_angle_change_deg.iloc[-1] < history.mean_angle_change_deg.iloc[0]
+
+
+def test_shift_search_is_what_recovers_the_centres(shaken):
+    fixed = _refine(shaken, shift_range_A=0.0)
+    searched = _refine(shaken)
+    np.testing.assert_array_equal(fixed.shifts_A, 0.0)
+    # Measured: 1.1° median with the shift search, 6.9° without (boxes up to 1 Å off-centre).
+    assert np.median(_errors_deg(fixed.rotations, shaken["truth"])) > 2 * np.median(
+        _errors_deg(searched.rotations, shaken["truth"])
+    )
+
+
+def test_invalid_input_is_rejected(shaken):
+    images, start = shaken["images"], shaken["start"]
+    options = dict(pixel_size_A=PIXEL_SIZE_A, rotational_diffusion_rad2_per_s=None)
+    with pytest.raises(ValueError, match="one rotation per image"):
+        refine_locally(images, start[:10], **options)
+    with pytest.raises(ValueError, match="2 pixels"):
+        refine_locally(images, start, bands_A=(1.0,), **options)
+    with pytest.raises(ValueError, match="shifts_A"):
+        refine_locally(images, start, shifts_A=np.zeros((3, 2)), **options)
+    with pytest.raises(ValueError, match="search_step_deg"):
+        refine_locally(images, start, search_step_deg=0.0, **options)
