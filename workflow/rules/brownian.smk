@@ -78,6 +78,7 @@ checkpoint refine_particles:
         grid=config["brownian"]["grid"],
         band=" ".join(str(v) for v in config["brownian"]["search_band_A"]),
         starts=config["brownian"]["starts"],
+        refinement=config["brownian"]["refinement"],
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
         seed=config["brownian"]["seed"],
@@ -101,6 +102,7 @@ checkpoint refine_particles:
         "nanorecon refine-particles {params.dataset:q} {params.truth} {params.dask} "
         "--device {params.device} --particle-diameter-A {params.diameter} --starts {params.starts} "
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
-        "--rounds {params.rounds} --iterations {params.iterations} --seed {params.seed} "
+        "--refinement {params.refinement} --rounds {params.rounds} "
+        "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "
         "{params.prior} --no-progress > {log:q} 2>&1"

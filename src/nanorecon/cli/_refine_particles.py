@@ -67,8 +67,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="ab initio orientations, refinement, half maps and FSC of every Brownian particle",
         description=(
             "Read DATASET_DIR/particles.tsv (from `nanorecon extract`) and, as one dask task per "
-            "particle, find each particle's orientations ab initio, refine them by projection "
-            "matching and reconstruct its map, half maps and gold-standard FSC into "
+            "particle, find each particle's orientations ab initio, refine them (local search or "
+            "projection matching) and reconstruct its map, half maps and gold-standard FSC into "
             "particles/pNNN/{orientations.parquet, map.zarr, map.mrc, fsc.csv, "
             "abinitio_starts.csv, refinement_history.csv, refined.json}. Particles whose "
             "refined.json matches their stack are skipped. Writes DATASET_DIR/refinement.tsv. "
@@ -85,7 +85,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-prior", action="store_true", help="no rotational-diffusion prior")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first ab initio start")
     parser.add_argument("--starts", type=int, default=3, metavar="K", help="ab initio starts")
-    parser.add_argument("--rounds", type=int, default=4, metavar="N", help="matching rounds")
+    parser.add_argument(
+        "--refinement",
+        choices=["local", "matching"],
+        default="local",
+        help=(
+            "refinement after the ab initio step: local = exhaustive search of orientations and "
+            "centres around each frame's, linked by the rotational-diffusion prior; matching = "
+            "least-squares projection matching, --rounds rounds (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, metavar="N", help="matching rounds (--refinement matching)"
+    )
     parser.add_argument(
         "--iterations", type=int, default=20, metavar="N", help="iterations per reconstruction"
     )
@@ -275,6 +287,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
             # images and projections compared under the same |CTF| (the stack is phase flipped)
             "ctf": _ctf(path),
         },
+        refinement=settings["refinement"],
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
         n_threads=settings["n_threads"],
@@ -388,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
         "search_iterations": args.search_iterations,
         "grid": args.grid,
         "search_band_A": [float(v) for v in args.search_band_A],
+        "refinement": args.refinement,
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
