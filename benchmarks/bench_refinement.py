@@ -6,9 +6,11 @@ Usage::
         resources/simulated/demo_brownian/truth [--particles p002] [--frames 150] [--off-deg 5 10]
 
 Takes a refined particle's stack as cut by the front end (phase flipped, centred on the tracked
-positions), turns each frame's true orientation by ``--off-deg`` about a random axis (the size
-jittered by 30 %), and refines each half set on its own from there, as
-:func:`nanorecon.brownian.reconstruct_particle` does: by the local search
+positions) and starts from the true orientations turned in two ways: each frame by ``--off-deg``
+about its own random axis (the size jittered by 30 %: independent errors), and by a slowly
+wandering error of median ``--off-deg`` (a smoothed random walk, as ab initio paths err); the
+printed start error is the median after global alignment. Each half set is refined on its own
+from there, as :func:`nanorecon.brownian.reconstruct_particle` does: by the local search
 (:func:`nanorecon.brownian.refine_locally`: orientation ball and shift search under the
 rotational-diffusion prior) and by least-squares projection matching
 (:func:`nanorecon.refine.refine_orientations`, atomic reference, the back end's defaults).
@@ -22,11 +24,13 @@ what the refinement can do from what the ab initio step must deliver.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
 from bench_abinitio import errors, load_particle
@@ -45,6 +49,15 @@ def turned(truth: Rotation, off_deg: float, rng: np.random.Generator) -> Rotatio
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     size = np.radians(off_deg) * np.abs(rng.normal(1.0, 0.3, len(truth)))
     return Rotation.from_rotvec(size[:, None] * axes) * truth
+
+
+def drifted(truth: Rotation, off_deg: float, rng: np.random.Generator) -> Rotation:
+    """Truth turned by a slowly wandering map-frame error (median `off_deg`), as ab initio
+    paths err: a 3D random walk smoothed over ~5 frames, centred, scaled to the median."""
+    walk = gaussian_filter1d(np.cumsum(rng.normal(size=(len(truth), 3)), axis=0), 5.0, axis=0)
+    walk -= walk.mean(axis=0)
+    walk *= np.radians(off_deg) / np.median(np.linalg.norm(walk, axis=1))
+    return truth * Rotation.from_rotvec(walk)
 
 
 def refine_halves(method: str, images, start: Rotation, pixel_A: float, ctf: dict):
@@ -100,6 +113,9 @@ def rms_per_axis(error_A: np.ndarray, rotations: Rotation | None = None) -> floa
     return float(np.sqrt((residual**2).mean()))
 
 
+STARTS = {"random": turned, "drift": drifted}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset_dir", type=Path, help="results/{dataset} of a Brownian run")
@@ -115,7 +131,7 @@ def main() -> None:
     )
     atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     print(
-        f"{'particle':<10}{'start°':>7}{'method':>10}{'med°':>7}{'p90°':>7}"
+        f"{'particle':<10}{'start':>8}{'°':>7}{'method':>10}{'med°':>7}{'p90°':>7}"
         f"{'centring Å (before → after)':>30}{'s':>6}"
     )
     for pid in ids:
@@ -128,8 +144,10 @@ def main() -> None:
         truth = truth[keep]
         centring = centring_errors(root / pid, args.truth_dir, particle)[keep]
         group = point_group(atoms[atoms.particle == particle][["x_A", "y_A", "z_A"]].to_numpy())
-        for off in args.off_deg:
-            start = turned(truth, off, np.random.default_rng(1))
+        for (kind, make), off in itertools.product(STARTS.items(), args.off_deg):
+            start = make(truth, off, np.random.default_rng(1))
+            # median error after the global alignment, as the refined ones are measured
+            off = errors(start, truth, group)[0]
             for method in ("local", "matching"):
                 begin = time.perf_counter()
                 rotations, shifts = refine_halves(method, stack, start, pixel, ctf)
@@ -139,7 +157,7 @@ def main() -> None:
                 # true centre minus the box centre
                 after = rms_per_axis(centring - shifts, rotations)
                 print(
-                    f"{pid:<10}{off:>7.1f}{method:>10}{median:>7.2f}{p90:>7.2f}"
+                    f"{pid:<10}{kind:>8}{off:>7.1f}{method:>10}{median:>7.2f}{p90:>7.2f}"
                     f"{rms_per_axis(centring):>18.2f} → {after:<9.2f}{seconds:>6.0f}",
                     flush=True,
                 )
