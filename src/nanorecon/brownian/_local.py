@@ -171,15 +171,13 @@ def refine_locally(
     images = images - _outside_median(images, radius_A / pixel_size_A)
 
     ball = _ball(search_radius_deg, search_step_deg)
-    spacing = float(search_step_deg)
+    radius, spacing = float(search_radius_deg), float(search_step_deg)
     offsets = _disk(shift_range_A, shift_step_A)
     rows = []
     scores = np.zeros(n)
     for iteration, band in enumerate(bands_A):
-        stage = _Stage(images, pixel_size_A, float(band), radius_A, n_threads, ctf)
-        cropped = stage.images
-        stage.images = _shift_images(cropped, shifts, stage.pixel_size_A)
-        stage.set_band(float(band))
+        centred = _shift_images(images, shifts, pixel_size_A)
+        stage = _Stage(centred, pixel_size_A, float(band), radius_A, n_threads, ctf)
         volume = stage.reconstruct(
             rotations, positivity=positivity, n_iterations=reconstruction_iterations
         )
@@ -210,9 +208,7 @@ def refine_locally(
             {
                 "iteration": iteration,
                 "lowpass_A": float(band),
-                "search_radius_deg": float(
-                    np.degrees(np.linalg.norm(ball.as_rotvec(), axis=1).max())
-                ),
+                "search_radius_deg": radius,
                 "mean_score": float(scores.mean()),
                 "mean_angle_change_deg": float(change.mean()),
                 "rms_shift_change_A": float(np.sqrt((move**2).sum(axis=1).mean())),
@@ -230,7 +226,7 @@ def refine_locally(
             callback(iteration, rows[-1])
         if iteration >= 1:
             ball = Rotation.from_rotvec(ball.as_rotvec() * shrink)
-            spacing *= shrink
+            radius, spacing = radius * shrink, spacing * shrink
     return LocalRefinement(
         rotations=rotations, shifts_A=shifts, scores=scores, history=pd.DataFrame(rows)
     )
