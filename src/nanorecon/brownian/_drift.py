@@ -71,10 +71,14 @@ def _interp_extrap(x: np.ndarray, xp_: np.ndarray, fp: np.ndarray) -> np.ndarray
 
 
 def _shift_ramp(shape: tuple[int, int], shift_px: Any, xp: Any) -> Any:
-    """Fourier factor that moves image content by `shift_px` (x, y) [px] on the rfft grid."""
+    """Fourier factor that moves image content by `shift_px` (x, y) [px] on the rfft grid.
+
+    `shift_px` of shape (2,) gives one factor; of shape (n, 2), one per image, stacked.
+    """
+    shift = xp.asarray(shift_px, dtype=xp.float64)
     ky = xp.fft.fftfreq(shape[0])[:, None]
     kx = xp.fft.rfftfreq(shape[1])[None, :]
-    return xp.exp(-2j * np.pi * (kx * float(shift_px[0]) + ky * float(shift_px[1])))
+    return xp.exp(-2j * np.pi * (kx * shift[..., 0, None, None] + ky * shift[..., 1, None, None]))
 
 
 def _peak_near(corr: Any, centre: np.ndarray, search_px: float, xp: Any) -> np.ndarray:

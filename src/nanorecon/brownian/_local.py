@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from ..backend import asnumpy, get_array_module, supported_float_type
 from ._abinitio import _log_likelihood, _outside_median, _Stage
+from ._drift import _shift_ramp
 from ._prior import smooth_orientations
 
 __all__ = ["LocalRefinement", "refine_locally"]
@@ -255,10 +256,7 @@ def _shift_images(images: Any, shifts_A: np.ndarray, pixel_size_A: float) -> Any
     """Move the particle found at ``+shift`` of each box to the box centre (Fourier phase ramp)."""
     xp = get_array_module(images)
     size = images.shape[1]
-    ky = xp.fft.fftfreq(size)[:, None]
-    kx = xp.fft.rfftfreq(size)[None, :]
-    shift_px = xp.asarray(shifts_A / pixel_size_A)
-    ramp = xp.exp(2j * np.pi * (kx * shift_px[:, 0, None, None] + ky * shift_px[:, 1, None, None]))
+    ramp = _shift_ramp((size, size), -shifts_A / pixel_size_A, xp)
     moved = xp.fft.irfft2(xp.fft.rfft2(images) * ramp, s=(size, size))
     return moved.astype(images.dtype, copy=False)
 
