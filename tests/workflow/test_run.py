@@ -155,17 +155,25 @@ def test_ci_profile_runs_the_brownian_chain(ci_workflow):
         assert 0 <= validation.orientation_error_median_deg <= validation.orientation_error_p90_deg
         orientations = pd.read_parquet(folder / "orientations.parquet")
         assert set(orientations.half_set) == {1, 2} and len(orientations) == int(row.n_frames)
+    # the dataset tables list every particle, traced or not, with its status and orientation error
+    particles = pd.read_csv(tables / "particles.csv", keep_default_na=False)
+    assert sorted(particles.particle) == sorted(refinement.particle)
+    status = dict(zip(particles.particle, particles.status, strict=True))
+    validation = pd.read_csv(tables / "validation.csv").set_index("particle")
+    assert sorted(validation.index) == sorted(refinement.particle)
+    for row in refinement.itertuples():
+        if row.status != "ok":
+            assert status[row.particle] == row.status
+        if row.resolution_A != "":
+            assert validation.loc[row.particle, "orientation_error_median_deg"] == pytest.approx(
+                float(row.orientation_error_median_deg)
+            )
     # particles refined to atomic resolution are traced and scored against their own true atoms
     ok = refinement[refinement.status == "ok"]
+    assert (ok.resolution_A.astype(float) <= 2.0).all()
+    assert all(status[pid] == "ok" or status[pid].startswith("suspect") for pid in ok.particle)
     if len(ok):
-        assert (ok.resolution_A.astype(float) <= 2.0).all()
-        particles = pd.read_csv(tables / "particles.csv")
-        assert sorted(particles.particle) == sorted(ok.particle)
-        validation = pd.read_csv(tables / "validation.csv")
-        assert sorted(validation.particle) == sorted(ok.particle)
-        assert (validation.n_true > 50).all()  # the matched true particle's atoms, not all
-    else:
-        assert not (tables / "particles.csv").exists()
+        assert (validation.loc[list(ok.particle), "n_true"] > 50).all()
 
 
 def test_slurm_profile_plans_cluster_jobs(run_snakemake, workdir: Path):

@@ -106,6 +106,7 @@ rule summarize:
     """One row per particle: size, atom counts, lattice parameter, strain, FSC, precision."""
     input:
         particle_outputs,
+        refinement_table,
     output:
         csv=f"{RESULTS}/{{dataset}}/particles.csv",
         parquet=f"{RESULTS}/{{dataset}}/particles.parquet",
@@ -114,6 +115,7 @@ rule summarize:
     params:
         outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
         particles=particle_dirs,
+        refinement=refinement_option,
     log:
         f"{LOGS}/summarize/{{dataset}}.log",
     threads: 1
@@ -123,7 +125,7 @@ rule summarize:
     conda:
         "../../envs/nanorecon.yaml"
     shell:
-        "nanorecon summarize {params.outdir:q} {params.particles} "
+        "nanorecon summarize {params.outdir:q} {params.particles} {params.refinement} "
         "--dataset {wildcards.dataset:q} > {log:q} 2>&1"
 
 
@@ -131,6 +133,7 @@ rule summarize_with_truth:
     """The particles table, and the validation table of a simulated dataset."""
     input:
         particle_outputs,
+        refinement_table,
     output:
         csv=f"{RESULTS}/{{dataset}}/particles.csv",
         parquet=f"{RESULTS}/{{dataset}}/particles.parquet",
@@ -140,6 +143,7 @@ rule summarize_with_truth:
     params:
         outdir=lambda wildcards: f"{RESULTS}/{wildcards.dataset}",
         particles=particle_dirs,
+        refinement=refinement_option,
     log:
         f"{LOGS}/summarize/{{dataset}}.log",
     threads: 1
@@ -149,5 +153,5 @@ rule summarize_with_truth:
     conda:
         "../../envs/nanorecon.yaml"
     shell:
-        "nanorecon summarize {params.outdir:q} {params.particles} --dataset {wildcards.dataset:q} "
-        "--validation-csv {output.validation:q} > {log:q} 2>&1"
+        "nanorecon summarize {params.outdir:q} {params.particles} {params.refinement} "
+        "--dataset {wildcards.dataset:q} --validation-csv {output.validation:q} > {log:q} 2>&1"

@@ -268,6 +268,15 @@ def particle_outputs(wildcards):
     return outputs
 
 
+def refinement_table(wildcards):
+    """A Brownian dataset's refinement.tsv: the summary lists every particle, traced or not."""
+    return [f"{RESULTS}/{wildcards.dataset}/refinement.tsv"] if is_brownian(wildcards.dataset) else []
+
+
+def refinement_option(wildcards):
+    return " ".join(f"--refinement {shlex.quote(path)}" for path in refinement_table(wildcards))
+
+
 def simulations(modality):
     return [name for name, sim in config.get("simulate", {}).items() if sim["modality"] == modality]
 
@@ -294,15 +303,15 @@ def all_outputs():
 
 
 def brownian_tables(wildcards):
-    """particles.csv (and validation.csv) and figures of the Brownian datasets with refined particles.
+    """particles.csv (and validation.csv) of every Brownian dataset, figures where atoms were traced.
 
-    A dataset whose particles all failed refinement ends in refinement.tsv, which gives the
-    reason of each particle."""
+    The tables list every particle of refinement.tsv with its status, so they are rewritten even
+    when no particle refined well enough to trace (no table of an earlier run is left behind)."""
     outputs = []
     for dataset in datasets("brownian"):
+        outputs.append(f"{RESULTS}/{dataset}/particles.csv")
+        if dataset in datasets(with_truth=True):
+            outputs.append(f"{RESULTS}/{dataset}/validation.csv")
         if particle_ids(SimpleNamespace(dataset=dataset)):
-            outputs.append(f"{RESULTS}/{dataset}/particles.csv")
-            if dataset in datasets(with_truth=True):
-                outputs.append(f"{RESULTS}/{dataset}/validation.csv")
             outputs += particle_figure_targets(dataset)  # defined in report.smk
     return outputs

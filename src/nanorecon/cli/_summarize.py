@@ -24,12 +24,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Read each PARTICLE_DIR (atoms.parquet, lattice.json, fsc.csv, validation.csv, any of "
             "which may be missing) and write OUT_DIR/particles.csv and particles.parquet, one row "
-            "per particle; with --validation-csv also the particles' validation rows in one table."
+            "per particle; with --validation-csv also the particles' validation rows in one table. "
+            "With --refinement (a Brownian dataset's refinement.tsv) every particle of that table "
+            "gets a row, those that did not refine with its status and FSC resolution, so that "
+            "the tables are rewritten even when no particle reached the atom stage."
         ),
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="dataset results folder")
     parser.add_argument(
-        "particles", metavar="PARTICLE_DIR", type=Path, nargs="+", help="per-particle folders"
+        "particles", metavar="PARTICLE_DIR", type=Path, nargs="*", help="per-particle folders"
     )
     parser.add_argument("--dataset", required=True, help="dataset id written in every row")
     parser.add_argument(
@@ -37,6 +40,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=Path,
         metavar="PATH",
         help="also write the validation rows of all particles here (needs their validation.csv)",
+    )
+    parser.add_argument(
+        "--refinement",
+        type=Path,
+        metavar="TSV",
+        help=(
+            "refinement.tsv of a Brownian dataset: adds a row for each of its particles not "
+            "given as PARTICLE_DIR, and its orientation errors to the validation rows"
+        ),
     )
     parser.set_defaults(run=run)
     return parser
@@ -78,26 +90,77 @@ def _read_particle(folder: Path) -> tuple[dict, dict | None]:
     return row, validation
 
 
+def _read_refinement(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"particle": str, "status": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(
+            f"{path} is not a readable refinement table ({err}); rerun refine-particles"
+        ) from err
+    if not {"particle", "status"} <= set(table.columns):
+        raise UserError(
+            f"{path} has no particle and status columns; it is not a refinement.tsv of "
+            "nanorecon refine-particles"
+        )
+    return table
+
+
+#: refinement.tsv columns copied into the validation rows (simulated movies only)
+ORIENTATION_COLUMNS = ["true_particle", "orientation_error_median_deg", "orientation_error_p90_deg"]
+
+
+def _untraced_row(folder: Path, status: str) -> dict:
+    """A particle that stopped before the atom stage: its refinement status and FSC only.
+
+    Atoms or a lattice left in its folder by an earlier run are not read: they are not this
+    run's results."""
+    row = particle_row(folder.name, fsc_table=_read_optional_csv(folder / "fsc.csv"))
+    row["status"] = status
+    return row
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the dataset's particles table (and validation table when there is one)."""
+    if not args.particles and args.refinement is None:
+        raise UserError("give at least one PARTICLE_DIR, or --refinement for a Brownian dataset")
+    refinement = _read_refinement(args.refinement) if args.refinement is not None else None
     rows, validations = [], []
     for folder in args.particles:
         row, validation = _read_particle(folder)
         rows.append({"dataset": args.dataset, **row})
         if validation is not None:
             validations.append({"dataset": args.dataset, **validation, "particle": folder.name})
-    table = pd.DataFrame(rows)
+    if refinement is not None:
+        traced = {folder.name for folder in args.particles}
+        root = args.refinement.parent / "particles"
+        orientation = [c for c in ORIENTATION_COLUMNS if c in refinement.columns]
+        by_particle = refinement.set_index("particle")
+        for pid, status in refinement[["particle", "status"]].to_numpy():
+            if pid not in traced:
+                if status == "ok":
+                    status = "refined, not traced"
+                rows.append({"dataset": args.dataset, **_untraced_row(root / pid, status)})
+                if orientation:
+                    validations.append({"dataset": args.dataset, "particle": pid})
+        for validation in validations:
+            if validation["particle"] in by_particle.index:
+                for column in orientation:
+                    validation[column] = by_particle.loc[validation["particle"], column]
+        rows.sort(key=lambda row: row["particle"])
+        validations.sort(key=lambda row: row["particle"])
+    table = pd.DataFrame(rows, columns=None if rows else ["dataset", "particle", "status"])
     write_table_csv(args.out_dir / "particles.csv", table)
     write_table_parquet(args.out_dir / "particles.parquet", table, units=PARTICLE_UNITS)
     log.info(
         "%s: %d particle(s), %d ok", args.dataset, len(table), int((table.status == "ok").sum())
     )
     if args.validation_csv is not None:
-        if not validations:
+        if not validations and refinement is None:
             raise UserError(
                 "--validation-csv given but no particle folder holds validation.csv; "
                 "run nanorecon validate first or drop the option"
             )
-        write_table_csv(args.validation_csv, pd.DataFrame(validations))
+        columns = None if validations else ["dataset", "particle"]
+        write_table_csv(args.validation_csv, pd.DataFrame(validations, columns=columns))
         log.info("wrote %s", args.validation_csv)
     return 0
