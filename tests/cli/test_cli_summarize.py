@@ -17,6 +17,8 @@ REFINEMENT = pd.DataFrame(
         "status": ["failed: FSC 0.143 at 3.46 Å, coarser than 2.0 Å", "ok", "failed: 12 frames"],
         "n_frames": [298, 300, pd.NA],
         "resolution_A": [3.46, 1.8, np.nan],
+        "abinitio_agreeing_starts": [1, 3, pd.NA],
+        "abinitio_disagreement_deg": [34.1, 2.0, np.nan],
         "true_particle": [1, 0, pd.NA],
         "orientation_error_median_deg": [24.9, 2.1, np.nan],
         "orientation_error_p90_deg": [34.8, 4.0, np.nan],
@@ -66,6 +68,7 @@ def test_all_particles_failed_rewrites_the_tables(dataset: Path):
     ]
     assert "n_atoms" not in particles.columns  # the stale atoms of p001 are not read
     assert particles.fsc_resolution_A.iloc[0] == pytest.approx(3.46, abs=0.05)
+    assert list(particles.abinitio_agreeing_starts.iloc[:2]) == [1, 3]
     validation = pd.read_csv(dataset / "validation.csv")
     assert list(validation.particle) == ["p001", "p002", "p004"]
     assert validation.orientation_error_median_deg.iloc[0] == pytest.approx(24.9)

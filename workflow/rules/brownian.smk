@@ -84,6 +84,7 @@ checkpoint refine_particles:
         seed=config["brownian"]["seed"],
         min_frames=config["brownian"]["min_frames"],
         max_resolution=config["brownian"]["max_resolution_A"],
+        min_agreeing=config["brownian"]["min_agreeing_starts"],
         prior="" if config["brownian"]["prior"] else "--no-prior",
         # the device follows the GPU request, so a profile that grants a GPU (profiles/slurm) uses it
         device=lambda wildcards, resources: "gpu" if resources.gpu > 0 else "cpu",
@@ -105,4 +106,5 @@ checkpoint refine_particles:
         "--refinement {params.refinement} --rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "
+        "--min-agreeing-starts {params.min_agreeing} "
         "{params.prior} --no-progress > {log:q} 2>&1"

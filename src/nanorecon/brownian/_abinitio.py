@@ -209,7 +209,10 @@ class AbInitioResult:
     starts : DataFrame
         One row per start: ``start``, ``seed``, ``mean_score`` (at the search band),
         ``agreement_deg`` (median angle to the chosen start after global alignment, hand
-        allowed), ``mirrored``, ``chosen``.
+        allowed), ``mirrored``, ``agrees`` (the start found the chosen solution again:
+        ``agreement_deg`` below twice the grid spacing and below half the chosen start's spread,
+        the median angle of its frames from their mean orientation; a solution collapsed onto
+        few orientations, which random maps of noise also reach, agrees with nothing), ``chosen``.
     start_rotations : list of Rotation
         Orientations found by each start's global search.
     start_volumes : list of ndarray
@@ -474,6 +477,8 @@ def ab_initio_orientations(
             "mean_score": start_scores,
             "agreement_deg": agreement,
             "mirrored": mirrored,
+            "agrees": agreement
+            < min(2 * grid_spacing_deg, _spread_deg(start_rotations[chosen]) / 2),
             "chosen": np.arange(n_starts) == chosen,
         }
     )
@@ -1002,6 +1007,11 @@ def _consensus(
         ]
     )
     return chosen, disagreement[chosen], mirrored
+
+
+def _spread_deg(rotations: Rotation) -> float:
+    """Median angle of the orientations from their mean [deg]."""
+    return float(np.median(np.degrees((rotations * rotations.mean().inv()).magnitude())))
 
 
 def _outside_median(images: Any, radius_px: float) -> Any:

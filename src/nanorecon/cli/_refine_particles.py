@@ -50,6 +50,8 @@ REFINEMENT_COLUMNS = [
     "n_frames",
     "n_used",
     "resolution_A",
+    "abinitio_agreeing_starts",
+    "abinitio_disagreement_deg",
     "D_r_rad2_per_s",
     "seconds",
     "worker",
@@ -151,6 +153,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--min-agreeing-starts",
+        type=int,
+        default=2,
+        metavar="N",
+        help=(
+            "particles where fewer than N ab initio starts (the chosen one included) find the "
+            "same orientations are written but marked failed: a solution that other seeds do not "
+            "reproduce is not trusted, whatever its FSC, since both half sets start from it "
+            "(1: no check; default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
         "--frame-rate-hz", type=float, metavar="F", help="default: from DATASET_DIR/raw.zarr"
     )
     parser.add_argument("--truth", type=Path, metavar="TRUTH_DIR", help="simulator truth folder")
@@ -248,6 +262,14 @@ def _ctf(folder: Path) -> dict[str, float] | None:
     return {key: float(optics[key]) for key in ("voltage_kV", "defocus_A", "cs_mm")}
 
 
+def start_agreement(starts: pd.DataFrame) -> tuple[int, float]:
+    """Starts that found the chosen solution (itself included), and the median disagreement of
+    the other starts with it [deg] (NaN with one start)."""
+    others = starts.loc[~starts["chosen"].to_numpy(dtype=bool), "agreement_deg"]
+    disagreement = float(np.median(others)) if len(others) else float("nan")
+    return int(starts["agrees"].to_numpy(dtype=bool).sum()), disagreement
+
+
 def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Refine one particle folder and write its outputs; returns its completion marker.
 
@@ -321,18 +343,27 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     write_table_csv(path / "fsc.csv", result.fsc.rename(columns={"fsc": "fsc_half"}))
     write_table_csv(path / "abinitio_starts.csv", result.starts)
     write_table_csv(path / "refinement_history.csv", result.history)
-    status = "ok"
+    reasons = []
     if not result.resolution_A <= settings["max_resolution_A"]:
-        status = (
-            f"failed: FSC 0.143 at {result.resolution_A:.2f} Å, coarser than "
+        reasons.append(
+            f"FSC 0.143 at {result.resolution_A:.2f} Å, coarser than "
             f"{settings['max_resolution_A']} Å"
         )
+    agreeing, disagreement_deg = start_agreement(result.starts)
+    if agreeing < min(settings["min_agreeing_starts"], len(result.starts)):
+        reasons.append(
+            f"ab initio not reproducible: {agreeing} of {len(result.starts)} starts found the "
+            f"chosen orientations (the others {disagreement_deg:.0f}° off, median)"
+        )
+    status = "failed: " + "; ".join(reasons) if reasons else "ok"
     marker = {
         "particle": path.name,
         "status": status,
         "n_frames": int(len(table)),
         "n_used": int(result.used.sum()),
         "resolution_A": float(result.resolution_A),
+        "abinitio_agreeing_starts": agreeing,
+        "abinitio_disagreement_deg": disagreement_deg,
         "D_r_rad2_per_s": float(result.rotational_diffusion_rad2_per_s),
         "D_r_abinitio_rad2_per_s": float(result.abinitio_rotational_diffusion_rad2_per_s),
     }
@@ -382,11 +413,21 @@ def run(args: argparse.Namespace) -> int:
     listing_path = dataset / "particles.tsv"
     if not listing_path.is_file():
         raise UserError(f"{listing_path} does not exist; run `nanorecon extract` first")
-    counts = (args.starts, args.rounds, args.iterations, args.search_iterations, args.grid)
+    counts = (
+        args.starts,
+        args.rounds,
+        args.iterations,
+        args.search_iterations,
+        args.grid,
+        args.min_agreeing_starts,
+    )
     if min(counts) < 1:
         raise UserError(
-            "--starts, --rounds, --iterations, --search-iterations and --grid must be at least 1"
+            "--starts, --rounds, --iterations, --search-iterations, --grid and "
+            "--min-agreeing-starts must be at least 1"
         )
+    if args.starts == 1 and args.min_agreeing_starts > 1:
+        log.warning("one ab initio start: whether other seeds reproduce its solution is unchecked")
     if args.truth is not None and not (args.truth / "frames.csv").is_file():
         raise UserError(f"{args.truth}/frames.csv does not exist; --truth takes the truth folder")
     listing = pd.read_csv(listing_path, sep="\t", dtype={"particle": str, "status": str})
@@ -406,6 +447,7 @@ def run(args: argparse.Namespace) -> int:
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
         "max_resolution_A": args.max_resolution_A,
+        "min_agreeing_starts": args.min_agreeing_starts,
         "n_threads": args.threads_per_worker,
         "truth": str(args.truth.absolute()) if args.truth is not None else "",
     }
@@ -456,7 +498,7 @@ def run(args: argparse.Namespace) -> int:
     for pid, status in listing.loc[listing["status"] != "ok", ["particle", "status"]].to_numpy():
         rows.append({"particle": pid, "status": f"failed: {status}"})
     table = pd.DataFrame(rows, columns=REFINEMENT_COLUMNS)
-    for column in ("n_frames", "n_used", "true_particle"):
+    for column in ("n_frames", "n_used", "abinitio_agreeing_starts", "true_particle"):
         table[column] = table[column].astype("Int64")  # failed rows stay empty
     if args.truth is None:
         table = table.drop(

@@ -107,6 +107,9 @@ def _read_refinement(path: Path) -> pd.DataFrame:
 
 #: refinement.tsv columns copied into the validation rows (simulated movies only)
 ORIENTATION_COLUMNS = ["true_particle", "orientation_error_median_deg", "orientation_error_p90_deg"]
+#: refinement.tsv columns copied into every particle row: whether other seeds reproduce the
+#: ab initio solution
+REPRODUCIBILITY_COLUMNS = ["abinitio_agreeing_starts", "abinitio_disagreement_deg"]
 
 
 def _untraced_row(folder: Path, status: str) -> dict:
@@ -142,10 +145,14 @@ def run(args: argparse.Namespace) -> int:
                 rows.append({"dataset": args.dataset, **_untraced_row(root / pid, status)})
                 if orientation:
                     validations.append({"dataset": args.dataset, "particle": pid})
-        for validation in validations:
-            if validation["particle"] in by_particle.index:
-                for column in orientation:
-                    validation[column] = by_particle.loc[validation["particle"], column]
+        for rows_of, columns in (
+            (validations, orientation),
+            (rows, [c for c in REPRODUCIBILITY_COLUMNS if c in refinement.columns]),
+        ):
+            for row in rows_of:
+                if row["particle"] in by_particle.index:
+                    for column in columns:
+                        row[column] = by_particle.loc[row["particle"], column]
         rows.sort(key=lambda row: row["particle"])
         validations.sort(key=lambda row: row["particle"])
     table = pd.DataFrame(rows, columns=None if rows else ["dataset", "particle", "status"])
