@@ -86,6 +86,7 @@ def refine_halves(method: str, images, start: Rotation, pixel_A: float, ctf: dic
                 voxel_size_A=pixel_A,
                 n_rounds=4,
                 n_iterations=20,
+                max_shift_A=2.0,
                 lowpass_A=2.0,
                 final_lowpass_A=1.0,
                 reference=lambda volume: atomic_reference(volume, voxel_size_A=pixel_A),

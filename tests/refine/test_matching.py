@@ -25,6 +25,23 @@ def test_cross_correlation_shifts_are_sub_pixel(render_gaussians):
     np.testing.assert_allclose(cross_correlation_shifts(images, references), shifts_px, atol=0.05)
 
 
+def test_cross_correlation_shifts_stay_within_the_bound(render_gaussians):
+    """A brighter copy of the image further off (a lattice vector away) is not taken."""
+    rng = np.random.default_rng(4)
+    volume = render_gaussians(rng.uniform(-2, 2, (8, 3)), 48, 0.5, 0.8)
+    rotations = Rotation.random(3, random_state=5)
+    references = project(volume, rotations)
+    near = project(volume, rotations, shifts_A=np.tile([0.5, 0.0], (3, 1)), voxel_size_A=0.5)
+    far = project(volume, rotations, shifts_A=np.tile([7.0, 0.0], (3, 1)), voxel_size_A=0.5)
+    images = near + 1.3 * far  # true offset 1 px, a stronger copy at 14 px
+    free = cross_correlation_shifts(images, references)
+    bounded = cross_correlation_shifts(images, references, max_shift_px=4.0)
+    np.testing.assert_allclose(free, np.tile([14.0, 0.0], (3, 1)), atol=0.3)
+    np.testing.assert_allclose(bounded, np.tile([1.0, 0.0], (3, 1)), atol=0.3)
+    with pytest.raises(ValueError, match="max_shift_px"):
+        cross_correlation_shifts(images, references, max_shift_px=-1.0)
+
+
 def test_jacobian_matches_finite_differences(render_gaussians):
     rng = np.random.default_rng(1)
     size = 32

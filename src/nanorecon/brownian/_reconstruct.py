@@ -125,6 +125,7 @@ def reconstruct_particle(
     local_options: dict[str, Any] | None = None,
     n_rounds: int = 4,
     n_iterations: int = 20,
+    max_shift_A: float = 2.0,
     lowpass_A: float = 2.0,
     final_lowpass_A: float | None = 1.0,
     atomic_model_reference: bool = True,
@@ -197,6 +198,10 @@ def reconstruct_particle(
     n_iterations : int, optional
         Reconstruction iterations per round with ``"matching"``; each half map and the full map
         get twice that.
+    max_shift_A : float, optional
+        With ``"matching"``: bound on the box-centring error its first round measures [Å] (the
+        boxes are cut around tracked positions; a crystal's correlation peak repeats one lattice
+        vector away).
     lowpass_A, final_lowpass_A : float, optional
         Matching resolution of the first and last rounds [Å] (None: two pixels);
         ``"matching"`` only.
@@ -332,6 +337,7 @@ def reconstruct_particle(
                 voxel_size_A=pixel_size_A,
                 n_rounds=n_rounds,
                 n_iterations=n_iterations,
+                max_shift_A=max_shift_A,
                 lowpass_A=lowpass_A,
                 final_lowpass_A=final_lowpass_A,
                 reference=reference,

@@ -27,7 +27,11 @@ __all__ = [
 
 
 def cross_correlation_shifts(
-    images: Any, references: Any, *, lowpass_px: float | None = None
+    images: Any,
+    references: Any,
+    *,
+    lowpass_px: float | None = None,
+    max_shift_px: float | None = None,
 ) -> np.ndarray:
     """Shift of each image relative to its reference, from the cross-correlation peak.
 
@@ -43,6 +47,10 @@ def cross_correlation_shifts(
         Smooth the cross-correlation with a Gaussian of this standard deviation [pixels], so that
         a periodic lattice cannot lock onto a wrong lattice vector while the shifts are still far
         off.
+    max_shift_px : float, optional
+        Look for the peak only within this distance of zero shift [pixels]: where the images are
+        known to be roughly centred, a crystal's lattice repeats its correlation peak one lattice
+        vector away, and that copy may be the higher one. Unbounded when None.
 
     Returns
     -------
@@ -67,6 +75,13 @@ def cross_correlation_shifts(
         f2 = xp.fft.fftfreq(ny)[:, None] ** 2 + xp.fft.fftfreq(nx)[None, :] ** 2
         spectrum *= xp.exp(-2 * np.pi**2 * float(lowpass_px) ** 2 * f2)
     correlation = xp.fft.ifft2(spectrum).real
+    if max_shift_px is not None:
+        if max_shift_px < 0:
+            raise ValueError(f"max_shift_px must be non-negative, got {max_shift_px}")
+        dy = xp.fft.fftfreq(ny, d=1.0 / ny)[:, None]
+        dx = xp.fft.fftfreq(nx, d=1.0 / nx)[None, :]
+        outside = dy**2 + dx**2 > float(max_shift_px) ** 2
+        correlation = xp.where(outside[None], -xp.inf, correlation)
     peak = xp.argmax(correlation.reshape(n, -1), axis=1)
     py, px = peak // nx, peak % nx
     # Peaks past the middle are negative shifts (circular correlation).
@@ -210,6 +225,7 @@ def refine_orientations(
     n_gauss_newton: int = 4,
     max_angle_step_deg: float = 1.0,
     max_shift_step_px: float = 1.0,
+    max_shift_A: float | None = None,
     half_sets: bool = False,
     leave_one_out: bool = False,
     leave_one_out_cap: float = 1.0,
@@ -265,6 +281,11 @@ def refine_orientations(
         Largest rotation of one step [deg] (trust region).
     max_shift_step_px : float, optional
         Largest shift of one step [pixels] (trust region).
+    max_shift_A : float, optional
+        Bound on the shifts the first round measures [Å] (the cross-correlation peak is sought
+        within this distance of the box centre). Boxes cut around tracked positions are centred
+        to about an ångström, and a crystal's correlation repeats one lattice vector away; tilt
+        series, aligned only roughly, leave it unbounded (None).
     half_sets : bool, optional
         Reconstruct two half maps from the even and odd images and match each image against the
         map of the other half, so that no image is scored against a map it shaped; the final map
@@ -389,6 +410,7 @@ def refine_orientations(
                     images[xp.asarray(members)],
                     projections,
                     lowpass_px=lowpass_px if lowpass_px > 0.5 else None,
+                    max_shift_px=None if max_shift_A is None else max_shift_A / voxel_size_A,
                 )
                 shifts[members] = measured * voxel_size_A
         else:
