@@ -70,7 +70,9 @@ def test_all_particles_failed_rewrites_the_tables(dataset: Path):
     assert particles.fsc_resolution_A.iloc[0] == pytest.approx(3.46, abs=0.05)
     assert list(particles.abinitio_agreeing_starts.iloc[:2]) == [1, 3]
     validation = pd.read_csv(dataset / "validation.csv")
-    assert list(validation.particle) == ["p001", "p002", "p004"]
+    # the rejected track p004 was never matched to a true particle: no validation row
+    assert list(validation.particle) == ["p001", "p002"]
+    assert list(validation.true_particle) == [1, 0]
     assert validation.orientation_error_median_deg.iloc[0] == pytest.approx(24.9)
     assert "recall" not in validation.columns  # the earlier table is gone
     assert pd.read_parquet(dataset / "particles.parquet").shape == particles.shape

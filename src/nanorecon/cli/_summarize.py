@@ -143,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
                 if status == "ok":
                     status = "refined, not traced"
                 rows.append({"dataset": args.dataset, **_untraced_row(root / pid, status)})
-                if orientation:
+                # refined particles were matched to a true particle; rejected tracks were not
+                if "true_particle" in refinement.columns and pd.notna(
+                    by_particle.loc[pid, "true_particle"]
+                ):
                     validations.append({"dataset": args.dataset, "particle": pid})
         for rows_of, columns in (
             (validations, orientation),
@@ -156,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         rows.sort(key=lambda row: row["particle"])
         validations.sort(key=lambda row: row["particle"])
     table = pd.DataFrame(rows, columns=None if rows else ["dataset", "particle", "status"])
+    if "abinitio_agreeing_starts" in table.columns:  # a count, empty where never refined
+        table["abinitio_agreeing_starts"] = table["abinitio_agreeing_starts"].astype("Int64")
     write_table_csv(args.out_dir / "particles.csv", table)
     write_table_parquet(args.out_dir / "particles.parquet", table, units=PARTICLE_UNITS)
     log.info(
@@ -168,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
                 "run nanorecon validate first or drop the option"
             )
         columns = None if validations else ["dataset", "particle"]
-        write_table_csv(args.validation_csv, pd.DataFrame(validations, columns=columns))
+        validation_table = pd.DataFrame(validations, columns=columns)
+        if "true_particle" in validation_table.columns:
+            validation_table["true_particle"] = validation_table["true_particle"].astype("Int64")
+        write_table_csv(args.validation_csv, validation_table)
         log.info("wrote %s", args.validation_csv)
     return 0
