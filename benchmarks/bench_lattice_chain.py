@@ -4,18 +4,23 @@ Usage::
 
     python benchmarks/bench_lattice_chain.py results/demo_brownian \\
         resources/simulated/demo_brownian/truth [--particles p002] [--frames 150] \\
-        [--lattice-A 3.92] [--radius-A 11] [--band-A 1.8] [--grid 134000] [--rounds 0]
+        [--lattice-A 3.92] [--radius-A 9 10 11 12 13 14 15] [--band-A 1.8] [--grid 134000] \
+        [--rounds 0] [--refine]
 
 A candidate for the ab initio step, measured before it is built in. The reference is an fcc
-sphere (lattice parameter `--lattice-A`, bulk Pt by default, not the particle's; radius
-`--radius-A`; an atom at the centre), i.e. only what the frames' power spectra and the element
-say. Its cubic symmetry (point group O) lets every frame be scored against the rotations of one
-fundamental zone of a fine SO(3) grid only (`--grid` rotations over SO(3), 1/24 of them scored),
-each at every shift within 1.5 Å of the box centre (Gaussian centring prior of 0.8 Å), in the band
-up to `--band-A` under the |CTF| weighting of :func:`nanorecon.brownian.ab_initio_orientations`.
-The most probable chain of fundamental-zone states under a 4° RMS rotational-diffusion step
-(distances modulo O) is then unwrapped into a continuous path. With `--rounds`, the map
-reconstructed from the chain, averaged over O, becomes the next reference.
+sphere (lattice parameter `--lattice-A`, bulk Pt by default, not the particle's; an atom at the
+centre), i.e. only what the frames' power spectra and the element say; of the radii
+`--radius-A` the one whose reference correlates best with the frames (mean over frames of the
+best state's correlation) is kept, so the particle's size comes from the data. Its cubic
+symmetry (point group O) lets every frame be scored against one fundamental zone of a fine SO(3)
+grid only (`--grid` rotations over SO(3), 1/24 of them scored), each at every shift within 1.5 Å
+of the box centre (Gaussian centring prior of 0.8 Å), in the band up to `--band-A` under the
+|CTF| weighting of :func:`nanorecon.brownian.ab_initio_orientations`. The most probable chain of
+fundamental-zone states under a 4° RMS rotational-diffusion step (distances modulo O) is then
+unwrapped into a continuous path. With `--rounds`, the map reconstructed from the chain, averaged
+over O, becomes the next reference. With `--refine`, the last chain is refined as the pipeline
+refines the ab initio orientations (each half set by :func:`nanorecon.brownian.refine_locally`,
+as in `bench_refinement.py`).
 
 Printed per particle: median / 90th-percentile orientation error of the chain after global
 alignment to the truth (modulo the particle's point group), the median step of the chain, and
@@ -36,6 +41,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from bench_abinitio import errors, load_particle
+from bench_refinement import refine_halves
 from nanorecon.brownian._abinitio import (
     _grid_viterbi,
     _log_likelihood,
@@ -83,8 +89,11 @@ def fundamental_zone(grid: Rotation) -> Rotation:
     return grid[np.argmax(closeness, axis=1) == int(np.argmin(CUBIC.magnitude()))]
 
 
-def log_likelihoods(stage: _Stage, reference: np.ndarray, zone: Rotation) -> np.ndarray:
-    """(frames, zone) log-likelihood at each rotation's best shift, centring prior included."""
+def log_likelihoods(
+    stage: _Stage, reference: np.ndarray, zone: Rotation
+) -> tuple[np.ndarray, float]:
+    """(frames, zone) log-likelihood at each rotation's best shift, centring prior included,
+    and the mean over frames of the best correlation."""
     m, n = stage.size, stage.n_images
     offsets = _disk(SHIFT_RANGE_A, SHIFT_STEP_A)
     ky = np.fft.fftfreq(m, d=stage.pixel_size_A)[:, None] + np.zeros((1, m // 2 + 1))
@@ -98,6 +107,7 @@ def log_likelihoods(stage: _Stage, reference: np.ndarray, zone: Rotation) -> np.
     data_hat = np.fft.rfft2(stage.data.reshape(n, m, m)).reshape(n, -1)
     prior = -(offsets**2).sum(axis=1) / (2 * SHIFT_SIGMA_A**2)
     out = np.empty((n, len(zone)))
+    best = np.full(n, -np.inf)
     for first in range(0, len(zone), 150):
         batch = zone[first : first + 150]
         refs = np.fft.rfft2(stage.prepare(stage.project(reference, batch)).reshape(-1, m, m))
@@ -105,7 +115,8 @@ def log_likelihoods(stage: _Stage, reference: np.ndarray, zone: Rotation) -> np.
         correlation = np.real(products @ kernel)
         ll = _log_likelihood(correlation.reshape(n, -1), stage.n_eff).reshape(correlation.shape)
         out[:, first : first + len(batch)] = (ll + prior).max(axis=2)
-    return out
+        best = np.maximum(best, correlation.max(axis=(1, 2)))
+    return out, float(best.mean())
 
 
 def cubic_chain(ll: np.ndarray, zone: Rotation, grid_size: int) -> Rotation:
@@ -147,10 +158,17 @@ def main() -> None:
     parser.add_argument("--particles", nargs="*", help="particle ids (default: all refined)")
     parser.add_argument("--frames", type=int, default=150, help="first N frames of each stack")
     parser.add_argument("--lattice-A", type=float, default=3.92, help="fcc lattice parameter")
-    parser.add_argument("--radius-A", type=float, default=11.0, help="reference sphere radius")
+    parser.add_argument(
+        "--radius-A",
+        type=float,
+        nargs="+",
+        default=[9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0],
+        help="reference sphere radii to try [Å]",
+    )
     parser.add_argument("--band-A", type=float, default=1.8, help="band limit [Å]")
     parser.add_argument("--grid", type=int, default=134000, help="SO(3) grid rotations")
     parser.add_argument("--rounds", type=int, default=0, help="rounds with the O-averaged map")
+    parser.add_argument("--refine", action="store_true", help="refine the chain locally")
     args = parser.parse_args()
 
     root = args.dataset_dir / "particles"
@@ -159,7 +177,7 @@ def main() -> None:
     )
     atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     zone = fundamental_zone(so3_grid(args.grid))
-    print(f"{'particle':<10}{'round':>6}{'med°':>7}{'p90°':>7}{'step°':>7}{'s':>6}")
+    print(f"{'particle':<10}{'R Å':>6}{'round':>8}{'med°':>7}{'p90°':>7}{'step°':>7}{'s':>6}")
     for pid in ids:
         images, ctf, particle, truth = load_particle(root / pid, args.truth_dir)
         keep = slice(0, min(args.frames, len(images)))
@@ -170,19 +188,38 @@ def main() -> None:
         truth = truth[keep]
         group = point_group(atoms[atoms.particle == particle][["x_A", "y_A", "z_A"]].to_numpy())
         stage = _Stage(stack, pixel, args.band_A, 0.45 * size * pixel, 1, ctf)
-        reference = stage._crop_volume(fcc_sphere(size, pixel, args.lattice_A, args.radius_A))
+        begin = time.perf_counter()
+        fits = {}
+        for radius in args.radius_A:
+            sphere = fcc_sphere(size, pixel, args.lattice_A, radius)
+            fits[radius] = log_likelihoods(stage, stage._crop_volume(sphere), zone)
+        radius = max(fits, key=lambda r: fits[r][1])
+        print(
+            f"  {pid}: mean best correlation by radius "
+            + ", ".join(f"{r:g} Å {fit[1]:.3f}" for r, fit in fits.items())
+        )
+        ll = fits[radius][0]
         for round_index in range(args.rounds + 1):
+            chain = cubic_chain(ll, zone, args.grid)
+            report(pid, f"{radius:g}", str(round_index), chain, truth, group, begin)
+            if round_index < args.rounds:
+                begin = time.perf_counter()
+                volume = stage.reconstruct(chain, positivity=True, n_iterations=10)
+                ll = log_likelihoods(stage, cubic_average(np.asarray(volume)), zone)[0]
+        if args.refine:
             begin = time.perf_counter()
-            chain = cubic_chain(log_likelihoods(stage, reference, zone), zone, args.grid)
-            median, p90 = errors(chain, truth, group)
-            step = np.median(np.degrees((chain[1:] * chain[:-1].inv()).magnitude()))
-            print(
-                f"{pid:<10}{round_index:>6}{median:>7.2f}{p90:>7.2f}{step:>7.2f}"
-                f"{time.perf_counter() - begin:>6.0f}",
-                flush=True,
-            )
-            volume = stage.reconstruct(chain, positivity=True, n_iterations=10)
-            reference = cubic_average(np.asarray(volume))
+            refined, _ = refine_halves("local", stack, chain, pixel, ctf)
+            report(pid, f"{radius:g}", "refined", refined, truth, group, begin)
+
+
+def report(pid, radius, stage, rotations, truth, group, begin) -> None:
+    median, p90 = errors(rotations, truth, group)
+    step = np.median(np.degrees((rotations[1:] * rotations[:-1].inv()).magnitude()))
+    print(
+        f"{pid:<10}{radius:>6}{stage:>8}{median:>7.2f}{p90:>7.2f}{step:>7.2f}"
+        f"{time.perf_counter() - begin:>6.0f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
