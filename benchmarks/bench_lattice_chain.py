@@ -30,9 +30,7 @@ about 5°, and consistent (`bench_refinement.py`).
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,8 +47,9 @@ from nanorecon.brownian._abinitio import (
     _Stage,
     so3_grid,
 )
-from nanorecon.brownian._local import _disk
+from nanorecon.brownian._local import _disk, _shift_kernel
 from nanorecon.validate import point_group
+from oracle_brownian import particle_ids, particle_parser
 
 STEP_DEG = 4.0  # RMS rotation per frame of the prior (the demo movie turns 3-6° per frame)
 SHIFT_RANGE_A, SHIFT_STEP_A, SHIFT_SIGMA_A = 1.5, 0.375, 0.8
@@ -96,14 +95,7 @@ def log_likelihoods(
     and the mean over frames of the best correlation."""
     m, n = stage.size, stage.n_images
     offsets = _disk(SHIFT_RANGE_A, SHIFT_STEP_A)
-    ky = np.fft.fftfreq(m, d=stage.pixel_size_A)[:, None] + np.zeros((1, m // 2 + 1))
-    kx = np.fft.rfftfreq(m, d=stage.pixel_size_A)[None, :] + np.zeros((m, 1))
-    twice = np.ones_like(kx)
-    twice[:, 1 : (m + 1) // 2] = 2.0
-    phase = np.exp(
-        2j * np.pi * (np.outer(kx.ravel(), offsets[:, 0]) + np.outer(ky.ravel(), offsets[:, 1]))
-    )
-    kernel = (phase * twice.ravel()[:, None] / m**2).astype(np.complex64)
+    kernel = _shift_kernel(m, stage.pixel_size_A, offsets)
     data_hat = np.fft.rfft2(stage.data.reshape(n, m, m)).reshape(n, -1)
     prior = -(offsets**2).sum(axis=1) / (2 * SHIFT_SIGMA_A**2)
     out = np.empty((n, len(zone)))
@@ -152,11 +144,7 @@ def cubic_chain(ll: np.ndarray, zone: Rotation, grid_size: int) -> Rotation:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset_dir", type=Path, help="results/{dataset} of a Brownian run")
-    parser.add_argument("truth_dir", type=Path, help="simulator truth folder")
-    parser.add_argument("--particles", nargs="*", help="particle ids (default: all refined)")
-    parser.add_argument("--frames", type=int, default=150, help="first N frames of each stack")
+    parser = particle_parser(__doc__.splitlines()[0])
     parser.add_argument("--lattice-A", type=float, default=3.92, help="fcc lattice parameter")
     parser.add_argument(
         "--radius-A",
@@ -172,9 +160,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = args.dataset_dir / "particles"
-    ids = args.particles or sorted(
-        p.name for p in root.iterdir() if (p / "orientations.parquet").exists()
-    )
+    ids = particle_ids(args)
     atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     zone = fundamental_zone(so3_grid(args.grid))
     print(f"{'particle':<10}{'R Å':>6}{'round':>8}{'med°':>7}{'p90°':>7}{'step°':>7}{'s':>6}")

@@ -23,10 +23,8 @@ what the refinement can do from what the ab initio step must deliver.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,7 +36,7 @@ from nanorecon.brownian import refine_locally, time_block_half_sets
 from nanorecon.brownian._abinitio import _outside_median, _sphere
 from nanorecon.refine import atomic_reference, refine_orientations
 from nanorecon.validate import point_group
-from oracle_brownian import centring_errors
+from oracle_brownian import centring_errors, particle_ids, particle_parser
 
 STEP_DEG = 4.0  # RMS step per frame of the prior [deg] (the demo movie turns 3-6° per frame)
 FRAME_RATE_HZ = 400.0
@@ -118,18 +116,12 @@ STARTS = {"random": turned, "drift": drifted}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset_dir", type=Path, help="results/{dataset} of a Brownian run")
-    parser.add_argument("truth_dir", type=Path, help="simulator truth folder")
-    parser.add_argument("--particles", nargs="*", help="particle ids (default: all refined)")
-    parser.add_argument("--frames", type=int, default=150, help="first N frames of each stack")
+    parser = particle_parser(__doc__.splitlines()[0])
     parser.add_argument("--off-deg", type=float, nargs="+", default=[5.0, 10.0])
     args = parser.parse_args()
 
     root = args.dataset_dir / "particles"
-    ids = args.particles or sorted(
-        p.name for p in root.iterdir() if (p / "orientations.parquet").exists()
-    )
+    ids = particle_ids(args)
     atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     print(
         f"{'particle':<10}{'start':>8}{'°':>7}{'method':>10}{'med°':>7}{'p90°':>7}"

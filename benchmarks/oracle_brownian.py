@@ -110,19 +110,31 @@ def local_rounds(stage: _Stage, volume, rotations: Rotation, steps_deg) -> Rotat
     return rotations
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def particle_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of the Brownian truth benchmarks: results and truth folders, particles, frames."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dataset_dir", type=Path, help="results/{dataset} of a Brownian run")
     parser.add_argument("truth_dir", type=Path, help="simulator truth folder")
     parser.add_argument("--particles", nargs="*", help="particle ids (default: all refined)")
     parser.add_argument("--frames", type=int, default=150, help="first N frames of each stack")
+    return parser
+
+
+def particle_ids(args: argparse.Namespace) -> list[str]:
+    """The particles asked for, or every particle of the run with orientations."""
+    root = args.dataset_dir / "particles"
+    return args.particles or sorted(
+        p.name for p in root.iterdir() if (p / "orientations.parquet").exists()
+    )
+
+
+def main() -> None:
+    parser = particle_parser(__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=30000, help="rotations of the SO(3) grid")
     args = parser.parse_args()
 
     root = args.dataset_dir / "particles"
-    ids = args.particles or sorted(
-        p.name for p in root.iterdir() if (p / "orientations.parquet").exists()
-    )
+    ids = particle_ids(args)
     atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     grid = so3_grid(args.grid)
     rng = np.random.default_rng(0)

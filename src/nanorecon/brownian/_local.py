@@ -261,6 +261,22 @@ def _shift_images(images: Any, shifts_A: np.ndarray, pixel_size_A: float) -> Any
     return moved.astype(images.dtype, copy=False)
 
 
+def _shift_kernel(size: int, pixel_size_A: float, offsets_A: np.ndarray) -> np.ndarray:
+    """(size · (size // 2 + 1), D) matrix turning products of rfft2s into correlations at offsets.
+
+    Correlation at offset d: Σ_k D̂(k) P̂*(k) e^{2πi k·d} over the rfft half plane, the columns
+    that stand for two Fourier samples counted twice; ``(D̂ P̂*).reshape(-1) @ kernel``.
+    """
+    ky = np.fft.fftfreq(size, d=pixel_size_A)[:, None] + np.zeros((1, size // 2 + 1))
+    kx = np.fft.rfftfreq(size, d=pixel_size_A)[None, :] + np.zeros((size, 1))
+    twice = np.ones_like(kx)
+    twice[:, 1 : (size + 1) // 2] = 2.0
+    phase = np.exp(
+        2j * np.pi * (np.outer(kx.ravel(), offsets_A[:, 0]) + np.outer(ky.ravel(), offsets_A[:, 1]))
+    )
+    return (phase * twice.ravel()[:, None] / size**2).astype(np.complex64)
+
+
 def _score_candidates(
     stage: _Stage,
     volume: Any,
@@ -274,16 +290,7 @@ def _score_candidates(
     """Log-likelihood (n, K), quaternions (n, K, 4), best offset index and correlation (n, K)."""
     xp, m = stage.xp, stage.size
     n, k = stage.n_images, len(ball)
-    # Correlation at offset d: Σ_k D̂(k) P̂*(k) e^{2πi k·d} over the rfft half plane, the
-    # columns that stand for two Fourier samples counted twice.
-    ky = np.fft.fftfreq(m, d=stage.pixel_size_A)[:, None] + np.zeros((1, m // 2 + 1))
-    kx = np.fft.rfftfreq(m, d=stage.pixel_size_A)[None, :] + np.zeros((m, 1))
-    twice = np.ones_like(kx)
-    twice[:, 1 : (m + 1) // 2] = 2.0
-    phase = np.exp(
-        2j * np.pi * (np.outer(kx.ravel(), offsets[:, 0]) + np.outer(ky.ravel(), offsets[:, 1]))
-    )
-    kernel = xp.asarray((phase * twice.ravel()[:, None] / m**2).astype(np.complex64))
+    kernel = xp.asarray(_shift_kernel(m, stage.pixel_size_A, offsets))
     data_hat = xp.fft.rfft2(stage.data.reshape(n, m, m)).reshape(n, -1)
     centre = shifts[:, None, :] + offsets[None, :, :]
     log_shift_prior = -(centre**2).sum(axis=2) / (2 * shift_sigma_A**2)  # (n, D)
