@@ -122,6 +122,31 @@ def _untraced_row(folder: Path, status: str) -> dict:
     return row
 
 
+def _merge_refinement(
+    rows: list[dict], validations: list[dict], refinement: pd.DataFrame, root: Path, dataset: str
+) -> None:
+    """Add the particles of refinement.tsv that were not traced, and its columns, in place."""
+    traced = {row["particle"] for row in rows}
+    by_particle = refinement.set_index("particle")
+    for pid, status in refinement[["particle", "status"]].to_numpy():
+        if pid in traced:
+            continue
+        status = "refined, not traced" if status == "ok" else status
+        rows.append({"dataset": dataset, **_untraced_row(root / "particles" / pid, status)})
+        # refined particles were matched to a true particle; rejected tracks were not
+        if "true_particle" in by_particle.columns and pd.notna(
+            by_particle.at[pid, "true_particle"]
+        ):
+            validations.append({"dataset": dataset, "particle": pid})
+    for rows_of, columns in ((validations, ORIENTATION_COLUMNS), (rows, REPRODUCIBILITY_COLUMNS)):
+        for row in rows_of:
+            for column in columns:
+                if column in by_particle.columns and row["particle"] in by_particle.index:
+                    row[column] = by_particle.at[row["particle"], column]
+    rows.sort(key=lambda row: row["particle"])
+    validations.sort(key=lambda row: row["particle"])
+
+
 def run(args: argparse.Namespace) -> int:
     """Write the dataset's particles table (and validation table when there is one)."""
     if not args.particles and args.refinement is None:
@@ -134,30 +159,7 @@ def run(args: argparse.Namespace) -> int:
         if validation is not None:
             validations.append({"dataset": args.dataset, **validation, "particle": folder.name})
     if refinement is not None:
-        traced = {folder.name for folder in args.particles}
-        root = args.refinement.parent / "particles"
-        orientation = [c for c in ORIENTATION_COLUMNS if c in refinement.columns]
-        by_particle = refinement.set_index("particle")
-        for pid, status in refinement[["particle", "status"]].to_numpy():
-            if pid not in traced:
-                if status == "ok":
-                    status = "refined, not traced"
-                rows.append({"dataset": args.dataset, **_untraced_row(root / pid, status)})
-                # refined particles were matched to a true particle; rejected tracks were not
-                if "true_particle" in refinement.columns and pd.notna(
-                    by_particle.loc[pid, "true_particle"]
-                ):
-                    validations.append({"dataset": args.dataset, "particle": pid})
-        for rows_of, columns in (
-            (validations, orientation),
-            (rows, [c for c in REPRODUCIBILITY_COLUMNS if c in refinement.columns]),
-        ):
-            for row in rows_of:
-                if row["particle"] in by_particle.index:
-                    for column in columns:
-                        row[column] = by_particle.loc[row["particle"], column]
-        rows.sort(key=lambda row: row["particle"])
-        validations.sort(key=lambda row: row["particle"])
+        _merge_refinement(rows, validations, refinement, args.refinement.parent, args.dataset)
     table = pd.DataFrame(rows, columns=None if rows else ["dataset", "particle", "status"])
     if "abinitio_agreeing_starts" in table.columns:  # a count, empty where never refined
         table["abinitio_agreeing_starts"] = table["abinitio_agreeing_starts"].astype("Int64")
