@@ -4,14 +4,16 @@ Usage::
 
     python benchmarks/bench_lattice_chain.py results/demo_brownian \\
         resources/simulated/demo_brownian/truth [--particles p002] [--frames 150] \\
-        [--lattice-A 3.92] [--radius-A 9 10 11 12 13 14 15] [--band-A 1.8] [--grid 134000] \
+        [--radius-A 9 10 11 12 13 14 15] [--lattice-A 3.92 3.88 3.96 4.00] \\
+        [--centres atom octahedral tetrahedral] [--band-A 1.8] [--grid 134000] \\
         [--rounds 0] [--refine]
 
 A candidate for the ab initio step, measured before it is built in. The reference is an fcc
-sphere (lattice parameter `--lattice-A`, bulk Pt by default, not the particle's; an atom at the
-centre), i.e. only what the frames' power spectra and the element say; of the radii
-`--radius-A` the one whose reference correlates best with the frames (mean over frames of the
-best state's correlation) is kept, so the particle's size comes from the data. Its cubic
+sphere: an fcc lattice (bulk Pt by default, not the particle's) about a site of its cell at the
+box centre, i.e. only what the frames' power spectra and the element say. Its radius, then
+lattice parameter, then centre site are chosen one after the other among `--radius-A`,
+`--lattice-A` and `--centres`, each where the reference correlates best with the frames (mean
+over frames of the best state's correlation), so the particle's size comes from the data. Its cubic
 symmetry (point group O) lets every frame be scored against one fundamental zone of a fine SO(3)
 grid only (`--grid` rotations over SO(3), 1/24 of them scored), each at every shift within 1.5 Å
 of the box centre (Gaussian centring prior of 0.8 Å), in the band up to `--band-A` under the
@@ -57,11 +59,24 @@ CUBIC = Rotation.create_group("O")
 ZYX = np.eye(3)[::-1]  # (x, y, z) ↔ (z, y, x) array axes
 
 
-def fcc_sphere(size: int, pixel_A: float, lattice_A: float, radius_A: float) -> np.ndarray:
-    """Map (z, y, x) of Gaussian atoms (σ 0.45 Å) on an fcc lattice within a sphere."""
+#: sites of the fcc cell that the sphere may be centred on (fractions of the lattice parameter);
+#: each keeps the full cubic symmetry about the centre
+CENTRES = {
+    "atom": (0.0, 0.0, 0.0),
+    "octahedral": (0.5, 0.0, 0.0),
+    "tetrahedral": (0.25, 0.25, 0.25),
+}
+
+
+def fcc_sphere(
+    size: int, pixel_A: float, lattice_A: float, radius_A: float, centre: str = "atom"
+) -> np.ndarray:
+    """Map (z, y, x) of Gaussian atoms (σ 0.45 Å) on an fcc lattice within a sphere about a
+    site of the cell (:data:`CENTRES`), the site at the box centre."""
     cells = int(np.ceil(radius_A / lattice_A)) + 1
     ijk = np.stack(np.meshgrid(*[np.arange(-cells, cells + 1)] * 3, indexing="ij"), -1)
     basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    basis = basis - np.asarray(CENTRES[centre])
     atoms = ((ijk.reshape(-1, 1, 3) + basis) * lattice_A).reshape(-1, 3)
     atoms = atoms[np.linalg.norm(atoms, axis=1) <= radius_A]
     axis = (np.arange(size) - size // 2) * pixel_A
@@ -145,7 +160,20 @@ def cubic_chain(ll: np.ndarray, zone: Rotation, grid_size: int) -> Rotation:
 
 def main() -> None:
     parser = particle_parser(__doc__.splitlines()[0])
-    parser.add_argument("--lattice-A", type=float, default=3.92, help="fcc lattice parameter")
+    parser.add_argument(
+        "--lattice-A",
+        type=float,
+        nargs="+",
+        default=[3.92],
+        help="fcc lattice parameters to try after the radius, the first used for the radius [Å]",
+    )
+    parser.add_argument(
+        "--centres",
+        nargs="+",
+        choices=sorted(CENTRES),
+        default=["atom"],
+        help="cell sites to centre the sphere on, tried last",
+    )
     parser.add_argument(
         "--radius-A",
         type=float,
@@ -163,7 +191,9 @@ def main() -> None:
     ids = particle_ids(args)
     atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     zone = fundamental_zone(so3_grid(args.grid))
-    print(f"{'particle':<10}{'R Å':>6}{'round':>8}{'med°':>7}{'p90°':>7}{'step°':>7}{'s':>6}")
+    print(
+        f"{'particle':<10}{'R/a Å/centre':>16}{'round':>8}{'med°':>7}{'p90°':>7}{'step°':>7}{'s':>6}"
+    )
     for pid in ids:
         images, ctf, particle, truth = load_particle(root / pid, args.truth_dir)
         keep = slice(0, min(args.frames, len(images)))
@@ -175,19 +205,31 @@ def main() -> None:
         group = point_group(atoms[atoms.particle == particle][["x_A", "y_A", "z_A"]].to_numpy())
         stage = _Stage(stack, pixel, args.band_A, 0.45 * size * pixel, 1, ctf)
         begin = time.perf_counter()
-        fits = {}
-        for radius in args.radius_A:
-            sphere = fcc_sphere(size, pixel, args.lattice_A, radius)
-            fits[radius] = log_likelihoods(stage, stage._crop_volume(sphere), zone)
-        radius = max(fits, key=lambda r: fits[r][1])
-        print(
-            f"  {pid}: mean best correlation by radius "
-            + ", ".join(f"{r:g} Å {fit[1]:.3f}" for r, fit in fits.items())
-        )
-        ll = fits[radius][0]
+        # one parameter at a time, each kept where the reference correlates best with the frames
+        best = {"radius": args.radius_A[0], "lattice": args.lattice_A[0], "centre": args.centres[0]}
+        for name, values in (
+            ("radius", args.radius_A),
+            ("lattice", args.lattice_A),
+            ("centre", args.centres),
+        ):
+            fits = {}
+            for value in values:
+                trial = {**best, name: value}
+                sphere = fcc_sphere(size, pixel, trial["lattice"], trial["radius"], trial["centre"])
+                fits[value] = log_likelihoods(stage, stage._crop_volume(sphere), zone)
+            best[name] = max(fits, key=lambda v: fits[v][1])
+            if len(values) > 1:
+                print(
+                    f"  {pid}: mean best correlation by {name} "
+                    + ", ".join(f"{v} {fit[1]:.3f}" for v, fit in fits.items())
+                )
+            chosen = fits[best[name]]
+        radius = best["radius"]
+        ll = chosen[0]
         for round_index in range(args.rounds + 1):
             chain = cubic_chain(ll, zone, args.grid)
-            report(pid, f"{radius:g}", str(round_index), chain, truth, group, begin)
+            label = f"{radius:g}/{best['lattice']:g}/{best['centre'][:3]}"
+            report(pid, label, str(round_index), chain, truth, group, begin)
             if round_index < args.rounds:
                 begin = time.perf_counter()
                 volume = stage.reconstruct(chain, positivity=True, n_iterations=10)
@@ -195,14 +237,14 @@ def main() -> None:
         if args.refine:
             begin = time.perf_counter()
             refined, _ = refine_halves("local", stack, chain, pixel, ctf)
-            report(pid, f"{radius:g}", "refined", refined, truth, group, begin)
+            report(pid, label, "refined", refined, truth, group, begin)
 
 
 def report(pid, radius, stage, rotations, truth, group, begin) -> None:
     median, p90 = errors(rotations, truth, group)
     step = np.median(np.degrees((rotations[1:] * rotations[:-1].inv()).magnitude()))
     print(
-        f"{pid:<10}{radius:>6}{stage:>8}{median:>7.2f}{p90:>7.2f}{step:>7.2f}"
+        f"{pid:<10}{radius:>16}{stage:>8}{median:>7.2f}{p90:>7.2f}{step:>7.2f}"
         f"{time.perf_counter() - begin:>6.0f}",
         flush=True,
     )
