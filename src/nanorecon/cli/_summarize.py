@@ -47,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="TSV",
         help=(
             "refinement.tsv of a Brownian dataset: adds a row for each of its particles not "
-            "given as PARTICLE_DIR, and its orientation errors to the validation rows"
+            "given as PARTICLE_DIR, how many ab initio starts agree to every particle row, and "
+            "its orientation errors to the validation rows"
         ),
     )
     parser.set_defaults(run=run)
