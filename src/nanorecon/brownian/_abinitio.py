@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Map-frame mirror z → -z: the other hand of a map (projections cannot tell them apart).
 _MIRROR = np.diag([1.0, 1.0, -1.0])
+# Half turn about the beam: a centrosymmetric map projects the same at R and at C₂z R.
+_HALF_TURN_Z = Rotation.from_rotvec([0.0, 0.0, np.pi])
 
 
 def so3_grid(n_rotations: int) -> Rotation:
@@ -120,6 +122,7 @@ def align_orientations(
     *,
     allow_mirror: bool = True,
     symmetry: Rotation | None = None,
+    centrosymmetric: bool = False,
 ) -> OrientationAlignment:
     """Align a set of orientations to a reference set by one global rotation (and hand).
 
@@ -130,7 +133,9 @@ def align_orientations(
     error is then refined by averaging (``Rotation.mean``) the frames within three times the
     median deviation (at least 5°), twice, so that a share of wrong frames does not pull it.
     With `allow_mirror` the other hand ``S R S`` is aligned as well and the hand with the smaller
-    median error is returned.
+    median error is returned. With `centrosymmetric` each frame's error is the smaller of those of
+    ``R_t`` and ``C₂z R_t`` (the half turn about the beam): a map with a centre of inversion
+    projects identically at both, frame by frame, so images cannot tell them apart.
 
     Parameters
     ----------
@@ -141,6 +146,8 @@ def align_orientations(
     symmetry : Rotation, optional
         Point group of the reference map (rotations in its map frame, identity included); errors
         are then measured to the nearest symmetry-equivalent orientation.
+    centrosymmetric : bool, optional
+        The map has a centre of inversion: errors modulo the image-plane half turn as well.
 
     Returns
     -------
@@ -154,22 +161,39 @@ def align_orientations(
         moving = rotations
         if mirrored:
             moving = Rotation.from_matrix(_MIRROR @ rotations.as_matrix() @ _MIRROR)
-        differences = reference.inv() * moving
-        probes = np.unique(np.linspace(0, len(differences) - 1, 24).astype(int))
-        candidates = [differences.mean()] + [differences[i] for i in probes]
+        differences = [reference.inv() * moving]
+        if centrosymmetric:
+            differences.append(reference.inv() * (_HALF_TURN_Z * moving))
+        probes = np.unique(np.linspace(0, len(moving) - 1, 24).astype(int))
+        candidates = [differences[0].mean()] + [differences[0][i] for i in probes]
         errors, reduced = None, None
         for global_rotation in candidates:
-            trial, trial_reduced = _symmetric_errors(differences, global_rotation, group)
+            trial, trial_reduced = _branch_errors(differences, global_rotation, group)
             if errors is None or np.median(trial) < np.median(errors):
                 errors, reduced = trial, trial_reduced
         for _ in range(2):
             keep = errors <= max(3 * np.median(errors), np.radians(5.0))
             global_rotation = reduced[keep].mean()
-            errors, reduced = _symmetric_errors(differences, global_rotation, group)
+            errors, reduced = _branch_errors(differences, global_rotation, group)
         candidate = OrientationAlignment(global_rotation, mirrored, np.degrees(errors))
         if best is None or np.median(candidate.errors_deg) < np.median(best.errors_deg):
             best = candidate
     return best
+
+
+def _branch_errors(
+    differences: list[Rotation], global_rotation: Rotation, group: Rotation
+) -> tuple[np.ndarray, Rotation]:
+    """:func:`_symmetric_errors` of the frame differences of each branch, the better per frame."""
+    errors, reduced = _symmetric_errors(differences[0], global_rotation, group)
+    for other in differences[1:]:
+        trial, trial_reduced = _symmetric_errors(other, global_rotation, group)
+        better = trial < errors
+        if better.any():
+            errors = np.where(better, trial, errors)
+            quats = np.where(better[:, None], trial_reduced.as_quat(), reduced.as_quat())
+            reduced = Rotation.from_quat(quats)
+    return errors, reduced
 
 
 def _symmetric_errors(
@@ -988,21 +1012,29 @@ def _log_likelihood(scores: np.ndarray, n_eff: float) -> np.ndarray:
 
 
 def _consensus(
-    rotations: list[Rotation], scores: np.ndarray, *, agree_deg: float
+    rotations: list[Rotation],
+    scores: np.ndarray,
+    *,
+    agree_deg: float,
+    symmetry: Rotation | None = None,
+    centrosymmetric: bool = False,
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Chosen start, each start's median disagreement with it [deg], and its hand."""
     n_starts = len(rotations)
     disagreement = np.zeros((n_starts, n_starts))
+    options = {"symmetry": symmetry, "centrosymmetric": centrosymmetric}
     for a in range(n_starts):
         for b in range(a + 1, n_starts):
-            alignment = align_orientations(rotations[b], rotations[a])
+            alignment = align_orientations(rotations[b], rotations[a], **options)
             disagreement[a, b] = disagreement[b, a] = float(np.median(alignment.errors_deg))
     agrees = (disagreement < agree_deg).sum(axis=1) > 1  # itself and at least one other
     ranked = np.where(agrees, scores, -np.inf) if agrees.any() else scores
     chosen = int(np.argmax(ranked))
     mirrored = np.array(
         [
-            False if s == chosen else align_orientations(rotations[s], rotations[chosen]).mirrored
+            False
+            if s == chosen
+            else align_orientations(rotations[s], rotations[chosen], **options).mirrored
             for s in range(n_starts)
         ]
     )

@@ -4,6 +4,13 @@ errors."""
 
 from ._align import Alignment, align_models, match_atoms
 from ._score import score_model
-from ._symmetry import point_group
+from ._symmetry import is_centrosymmetric, point_group
 
-__all__ = ["Alignment", "align_models", "match_atoms", "point_group", "score_model"]
+__all__ = [
+    "Alignment",
+    "align_models",
+    "is_centrosymmetric",
+    "match_atoms",
+    "point_group",
+    "score_model",
+]

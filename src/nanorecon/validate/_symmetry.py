@@ -91,3 +91,38 @@ def point_group(
                     group.append(product)
                     grown = True
     return Rotation.concatenate(group)
+
+
+def is_centrosymmetric(positions_A: ArrayLike, *, tolerance_A: float = 0.3) -> bool:
+    """Whether the atoms, inverted through their centroid, land on atoms.
+
+    A map with a centre of inversion projects identically at orientations ``R`` and ``C₂z R``
+    (the half turn about the beam), so each frame's orientation is defined only modulo that
+    half turn (:func:`nanorecon.brownian.align_orientations` with ``centrosymmetric``).
+
+    Parameters
+    ----------
+    positions_A : array_like of shape (N, 3)
+        Atom positions (x, y, z) [Å].
+    tolerance_A : float, optional
+        Largest RMS distance [Å] of the inverted atoms to their nearest atoms (as in
+        :func:`point_group`).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from ase.cluster import Octahedron
+    >>> is_centrosymmetric(Octahedron("Pt", 5, 1).positions)
+    True
+    >>> is_centrosymmetric([[0, 0, 0], [1.5, 0, 0], [0, 2.5, 0], [0, 0, 4.0]])
+    False
+    """
+    positions = np.asarray(positions_A, dtype=float)
+    if positions.ndim != 2 or positions.shape[1] != 3 or len(positions) < 1:
+        raise ValueError(f"positions_A must have shape (N, 3), got {positions.shape}")
+    positions = positions - positions.mean(axis=0)
+    distances, _ = cKDTree(positions).query(-positions)
+    return bool(np.sqrt(np.mean(distances**2)) < tolerance_A)
