@@ -1,7 +1,7 @@
 """Brownian per-particle refinement of the four-particle demo movie with 1 and 2 dask workers (CPU).
 
-Usage: ``python benchmarks/bench_brownian.py [--frames 300] [--starts 3] [--rounds 4]
-[--iterations 20] [--search-iterations 12] [--grid 5000] [--out DIR]``.
+Usage: ``python benchmarks/bench_brownian.py [--frames 300] [--abinitio crystal] [--starts 3]
+[--rounds 4] [--iterations 20] [--search-iterations 12] [--grid 5000] [--out DIR]``.
 
 Simulates the ``demo_brownian`` dataset of ``config/config.yaml`` (four Pt particles of 2.2–2.9 nm;
 ``--frames`` shortens the movie), ingests, tracks and extracts it with the ``nanorecon`` verbs,
@@ -97,6 +97,7 @@ def report(name: str, seconds: float, table: pd.DataFrame) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, help="movie length (default: the demo's 300)")
+    parser.add_argument("--abinitio", choices=["crystal", "search"], default="crystal")
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=20)
@@ -104,7 +105,8 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=5000)
     parser.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
     args = parser.parse_args()
-    options = ["--starts", str(args.starts), "--rounds", str(args.rounds)]
+    options = ["--abinitio", args.abinitio, "--starts", str(args.starts)]
+    options += ["--rounds", str(args.rounds)]
     options += ["--iterations", str(args.iterations), "--grid", str(args.grid)]
     options += ["--search-iterations", str(args.search_iterations)]
     options += ["--particle-diameter-A", "30"]

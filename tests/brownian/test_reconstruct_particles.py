@@ -135,7 +135,9 @@ def test_too_few_frames_are_rejected(movie):
 # ---- the CLI verb: one dask task per particle, resume, truth matching ----
 
 CLI_SIZE = 24
-CHEAP = ["--starts", "1", "--search-iterations", "4", "--grid", "1500", "--rounds", "1"]
+# the model-free search: these stacks hold an asymmetric particle and no raw.zarr with elements
+CHEAP = ["--abinitio", "search", "--starts", "1", "--search-iterations", "4", "--grid", "1500"]
+CHEAP += ["--rounds", "1"]
 CHEAP += ["--iterations", "5", "--frame-rate-hz", "400", "--particle-diameter-A", "12"]
 CHEAP += ["--max-resolution-A", "10", "--cluster", "cpu", "--workers", "1", "--no-progress"]
 # track centres in the movie frame [Å]; the truth has a third particle far away
@@ -247,6 +249,18 @@ def test_cli_fails_particles_whose_starts_disagree(tmp_path: Path):
     assert table.status["p003"] == "ok" and table.abinitio_agreeing_starts["p003"] == 2
     assert table.abinitio_disagreement_deg["p000"] > 5 * table.abinitio_disagreement_deg["p003"]
     assert table.abinitio_agreeing_starts.notna().sum() == 2  # the rejected track has none
+
+
+def test_cli_crystal_reference_needs_the_element(tmp_path: Path, capsys):
+    """The crystal ab initio takes its lattice from raw.zarr's elements, or from the flag."""
+    root = tmp_path / "dataset"
+    truth, _ = _write_dataset(root)
+    options = [o for o in CHEAP if o not in ("--abinitio", "search")]
+    assert main(["refine-particles", str(root), *options]) == 2
+    assert "raw.zarr names no elements; pass --lattice-parameter-A" in capsys.readouterr().err
+    assert main(["refine-particles", str(root), *options, "--lattice-parameter-A", "-1"]) == 2
+    assert "--lattice-parameter-A must be positive" in capsys.readouterr().err
+    assert not (root / "refinement.tsv").exists()
 
 
 def test_validate_scores_a_track_against_its_matched_true_particle(tmp_path: Path):

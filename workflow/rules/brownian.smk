@@ -78,6 +78,7 @@ checkpoint refine_particles:
         grid=config["brownian"]["grid"],
         band=" ".join(str(v) for v in config["brownian"]["search_band_A"]),
         starts=config["brownian"]["starts"],
+        abinitio=brownian_abinitio_options(),
         refinement=config["brownian"]["refinement"],
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
@@ -102,6 +103,7 @@ checkpoint refine_particles:
     shell:
         "nanorecon refine-particles {params.dataset:q} {params.truth} {params.dask} "
         "--device {params.device} --particle-diameter-A {params.diameter} --starts {params.starts} "
+        "{params.abinitio} "
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
         "--refinement {params.refinement} --rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "

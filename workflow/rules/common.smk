@@ -200,6 +200,22 @@ def dask_threads():
     return (dask["n_workers"] or 2) * dask["threads_per_worker"]
 
 
+def brownian_abinitio_options():
+    """`nanorecon refine-particles` flags of the config's ab initio method."""
+    brownian = config["brownian"]
+    flags = [f"--abinitio {brownian['abinitio']}"]
+    if brownian["abinitio"] == "crystal":
+        flags += [
+            f"--structure {config['lattice']['structure']}",
+            f"--crystal-grid {brownian['crystal_grid']}",
+            f"--crystal-band-A {brownian['crystal_band_A']}",
+            f"--step-deg {brownian['step_deg']}",
+        ]
+        if brownian["lattice_parameter_A"] is not None:
+            flags.append(f"--lattice-parameter-A {brownian['lattice_parameter_A']}")
+    return " ".join(flags)
+
+
 def dask_options(threads, resources):
     """`nanorecon refine-particles` flags of the config's dask section, for the granted cores."""
     dask = config["dask"]

@@ -3,8 +3,9 @@
 Dose normalisation, graphene notch filter and background removal, stage drift, particle
 detection (local lattice-fringe power), linking into tracks with gap closing, cutting at
 overlaps and field exits, sub-pixel centred boxes, CTF phase flipping and frame quality; ab initio
-orientations of each particle's frames (PRIME-style stochastic search with a rotational-diffusion
-prior linking consecutive frames), local refinement of orientations and centring (exhaustive search
+orientations of each particle's frames (every frame matched to an ideal crystal of the sheet's
+lattice, or a model-free PRIME-style stochastic search, both with a rotational-diffusion prior
+linking consecutive frames), local refinement of orientations and centring (exhaustive search
 under the same prior), and the per-particle chain on to refined half maps and FSC.
 Everything takes and returns arrays or DataFrames; the ``nanorecon track`` and ``nanorecon
 extract`` verbs read the movie block by block and write through :mod:`nanorecon.io`.
@@ -17,6 +18,7 @@ from ._abinitio import (
     align_orientations,
     so3_grid,
 )
+from ._crystal import CUBIC_GROUP, crystal_orientations, crystal_reference, fundamental_zone
 from ._ctf import ctf_sign, phase_flip
 from ._detect import DETECTION_COLUMNS, detect_particles, fringe_power_map
 from ._drift import DriftState, estimate_drift
@@ -51,6 +53,10 @@ from ._track import (
 
 __all__ = [
     "AbInitioResult",
+    "CUBIC_GROUP",
+    "crystal_orientations",
+    "crystal_reference",
+    "fundamental_zone",
     "LocalRefinement",
     "refine_locally",
     "ParticleReconstruction",

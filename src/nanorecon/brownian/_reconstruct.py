@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from ..backend import asnumpy, get_array_module, supported_float_type
 from ..refine import atomic_reference, half_set_reconstruction, refine_orientations
 from ._abinitio import _outside_median, _sphere, ab_initio_orientations
+from ._crystal import crystal_orientations
 from ._local import refine_locally
 from ._prior import estimate_rotational_diffusion
 
@@ -120,6 +121,7 @@ def reconstruct_particle(
     use_prior: bool = True,
     seed: int = 0,
     n_starts: int = 3,
+    abinitio: Literal["crystal", "search"] = "search",
     abinitio_options: dict[str, Any] | None = None,
     refinement: Literal["local", "matching"] = "local",
     local_options: dict[str, Any] | None = None,
@@ -135,9 +137,11 @@ def reconstruct_particle(
 ) -> ParticleReconstruction:
     """Orientations, map, half maps and gold-standard FSC of one tumbling particle.
 
-    1. The used frames (``used`` and ``weight > min_weight``) go to
-       :func:`ab_initio_orientations` (stochastic search from `n_starts` random starts, with or
-       without the rotational-diffusion prior).
+    1. The used frames (``used`` and ``weight > min_weight``) go to the ab initio step: with
+       `abinitio` ``"search"`` :func:`ab_initio_orientations` (stochastic search from `n_starts`
+       random starts, with or without the rotational-diffusion prior), with ``"crystal"``
+       :func:`crystal_orientations` (every frame matched to an ideal crystal of the lattice
+       given in `abinitio_options`, one chain per start).
     2. The frames are split into two half sets of alternating blocks of consecutive frames
        (:func:`time_block_half_sets`), and each half set is refined on its own, from the ab
        initio orientations against a map of that half only (gold standard, so the half maps
@@ -186,8 +190,11 @@ def reconstruct_particle(
         Seed of the first ab initio start.
     n_starts : int, optional
         Ab initio starts.
+    abinitio : {"search", "crystal"}, optional
+        Ab initio method (see above).
     abinitio_options : dict, optional
-        Further keyword arguments of :func:`ab_initio_orientations`.
+        Further keyword arguments of :func:`ab_initio_orientations` or
+        :func:`crystal_orientations` (``"crystal"`` needs ``lattice_parameter_A``).
     refinement : {"local", "matching"}, optional
         Refinement of each half set after the ab initio step (see above).
     local_options : dict, optional
@@ -239,6 +246,8 @@ def reconstruct_particle(
         raise ValueError(f"contrast must be 'dark' or 'bright', got {contrast!r}")
     if refinement not in ("local", "matching"):
         raise ValueError(f"refinement must be 'local' or 'matching', got {refinement!r}")
+    if abinitio not in ("crystal", "search"):
+        raise ValueError(f"abinitio must be 'crystal' or 'search', got {abinitio!r}")
     frames = np.arange(n) if frames is None else np.asarray(frames, dtype=np.int64)
     keep = np.ones(n, bool) if used is None else np.asarray(used, dtype=bool).copy()
     if weights is not None:
@@ -268,7 +277,8 @@ def reconstruct_particle(
     stack = stack - _outside_median(stack, radius_px)
 
     options = dict(abinitio_options or {})
-    abinitio = ab_initio_orientations(
+    find_orientations = crystal_orientations if abinitio == "crystal" else ab_initio_orientations
+    initial = find_orientations(
         stack,
         pixel_size_A=pixel_size_A,
         frame_rate_hz=frame_rate_hz,
@@ -284,8 +294,8 @@ def reconstruct_particle(
         callback(
             "abinitio",
             {
-                "mean_score": float(np.mean(abinitio.scores)),
-                "D_r": abinitio.rotational_diffusion_rad2_per_s,
+                "mean_score": float(np.mean(initial.scores)),
+                "D_r": initial.rotational_diffusion_rad2_per_s,
             },
         )
 
@@ -300,12 +310,12 @@ def reconstruct_particle(
     # map of its own frames, so neither half map is shaped by the other's frames (a joint
     # refinement against one, especially an atomic, reference makes the halves agree on its
     # features whether or not the orientations are right, and the FSC would not tell).
-    rotations = abinitio.rotations
+    rotations = initial.rotations
     refined_rotations = [None] * index.size
     shifts = np.zeros((index.size, 2))
     scores = np.zeros(index.size)
     histories = []
-    diffusion_prior = abinitio.rotational_diffusion_rad2_per_s if use_prior else None
+    diffusion_prior = initial.rotational_diffusion_rad2_per_s if use_prior else None
     if diffusion_prior is not None and not np.isfinite(diffusion_prior):
         diffusion_prior = None
     for half_set in (1, 2):
@@ -386,9 +396,9 @@ def reconstruct_particle(
         half_maps=half.half_maps,
         fsc=half.fsc,
         resolution_A=float(half.resolution_A),
-        starts=abinitio.starts,
+        starts=initial.starts,
         rotational_diffusion_rad2_per_s=diffusion,
-        abinitio_rotational_diffusion_rad2_per_s=float(abinitio.rotational_diffusion_rad2_per_s),
+        abinitio_rotational_diffusion_rad2_per_s=float(initial.rotational_diffusion_rad2_per_s),
         history=pd.concat(histories, ignore_index=True),
     )
 

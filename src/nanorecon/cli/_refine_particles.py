@@ -36,8 +36,9 @@ from nanorecon.io import (
     write_orientations,
     write_table_csv,
 )
+from nanorecon.lattice import vegard_lattice_parameter_A
 from nanorecon.parallel import dask_client, map_particles
-from nanorecon.validate import point_group
+from nanorecon.validate import is_centrosymmetric, point_group
 
 log = logging.getLogger("nanorecon.refine_particles")
 
@@ -102,6 +103,54 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--iterations", type=int, default=20, metavar="N", help="iterations per reconstruction"
+    )
+    parser.add_argument(
+        "--abinitio",
+        choices=["crystal", "search"],
+        default="crystal",
+        help=(
+            "ab initio method: crystal = every frame matched to an ideal crystal sphere of the "
+            "sheet's element (--structure, --lattice-parameter-A) over one fundamental zone of "
+            "a fine SO(3) grid, linked by the rotational-diffusion prior; search = model-free "
+            "stochastic search (PRIME-style) with --search-iterations, --search-band-A and "
+            "--grid (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--structure",
+        choices=["fcc", "bcc", "sc"],
+        default="fcc",
+        help="lattice of the crystal reference (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lattice-parameter-A",
+        type=float,
+        metavar="A",
+        help=(
+            "lattice parameter of the crystal reference [Å] (default: bulk value of the "
+            "elements in DATASET_DIR/raw.zarr, their mean for an alloy)"
+        ),
+    )
+    parser.add_argument(
+        "--crystal-grid",
+        type=int,
+        default=134_000,
+        metavar="N",
+        help="rotations of the crystal chain's SO(3) grid (default: %(default)s, about 3°)",
+    )
+    parser.add_argument(
+        "--crystal-band-A",
+        type=float,
+        default=1.8,
+        metavar="R",
+        help="band limit of the crystal comparison [Å] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--step-deg",
+        type=float,
+        default=4.0,
+        metavar="DEG",
+        help="RMS rotation per frame of the crystal chain's prior [deg] (default: %(default)s)",
     )
     parser.add_argument(
         "--search-iterations",
@@ -228,8 +277,9 @@ def _orientation_validation(
     truth = rotations_from_quaternions(
         rows.loc[table["frame"][used], ["qx", "qy", "qz", "qw"]].to_numpy()
     )
-    # a symmetric particle's orientation is defined only modulo its point group
-    group = None
+    # a symmetric particle's orientation is defined only modulo its point group, and a
+    # centrosymmetric one's also modulo the half turn about the beam (identical projections)
+    group, centrosymmetric = None, False
     atoms_csv = truth_dir / "atoms.csv"
     if atoms_csv.is_file():
         atoms = pd.read_csv(atoms_csv)
@@ -237,16 +287,29 @@ def _orientation_validation(
             mine = atoms.loc[atoms["particle"] == true_particle, ["x_A", "y_A", "z_A"]]
             if len(mine) >= 3:
                 group = point_group(mine.to_numpy(dtype=float))
-    alignment = align_orientations(result.rotations[np.flatnonzero(used)], truth, symmetry=group)
+                centrosymmetric = is_centrosymmetric(mine.to_numpy(dtype=float))
+    alignment = align_orientations(
+        result.rotations[np.flatnonzero(used)],
+        truth,
+        symmetry=group,
+        centrosymmetric=centrosymmetric,
+    )
     errors = alignment.errors_deg
+    strict = errors
+    if centrosymmetric:
+        strict = align_orientations(
+            result.rotations[np.flatnonzero(used)], truth, symmetry=group
+        ).errors_deg
     return {
         "particle": pid,
         "true_particle": true_particle,
         "match_distance_A": distance,
         "symmetry_order": 1 if group is None else len(group),
+        "centrosymmetric": centrosymmetric,
         "n_frames": int(used.sum()),
         "orientation_error_median_deg": float(np.median(errors)),
         "orientation_error_p90_deg": float(np.percentile(errors, 90)),
+        "orientation_error_median_without_half_turn_deg": float(np.median(strict)),
         "mirrored": bool(alignment.mirrored),
     }
 
@@ -260,6 +323,43 @@ def _ctf(folder: Path) -> dict[str, float] | None:
     if not optics.get("phase_flipped", False):
         return None
     return {key: float(optics[key]) for key in ("voltage_kV", "defocus_A", "cs_mm")}
+
+
+def _abinitio_options(settings: dict[str, Any], ctf: dict | None) -> dict[str, Any]:
+    """Keyword arguments of the settings' ab initio method."""
+    # images and projections compared under the same |CTF| (the stack is phase flipped)
+    if settings["abinitio"] == "crystal":
+        return {
+            "lattice_parameter_A": settings["lattice_parameter_A"],
+            "structure": settings["structure"],
+            "n_grid": settings["crystal_grid"],
+            "lowpass_A": settings["crystal_band_A"],
+            "step_deg": settings["step_deg"],
+            "ctf": ctf,
+        }
+    return {
+        "n_iterations": settings["search_iterations"],
+        "n_grid": settings["grid"],
+        "initial_lowpass_A": settings["search_band_A"][0],
+        "lowpass_A": settings["search_band_A"][1],
+        "ctf": ctf,
+    }
+
+
+def _lattice_parameter(dataset: Path, value: float | None, structure: str) -> float:
+    """The crystal reference's lattice parameter: given, or the bulk value of the elements."""
+    if value is not None:
+        if not value > 0:
+            raise UserError(f"--lattice-parameter-A must be positive, not {value}")
+        return float(value)
+    raw = dataset / "raw.zarr"
+    elements = open_raw_zarr(raw)[1].get("elements") if raw.exists() else None
+    if not elements:
+        raise UserError(f"{raw} names no elements; pass --lattice-parameter-A")
+    try:
+        return vegard_lattice_parameter_A(sorted(set(elements)), structure=structure)
+    except ValueError as error:
+        raise UserError(f"{raw}: {error}; pass --lattice-parameter-A") from None
 
 
 def start_agreement(starts: pd.DataFrame) -> tuple[int, float]:
@@ -301,14 +401,8 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         use_prior=settings["use_prior"],
         seed=settings["seed"],
         n_starts=settings["n_starts"],
-        abinitio_options={
-            "n_iterations": settings["search_iterations"],
-            "n_grid": settings["grid"],
-            "initial_lowpass_A": settings["search_band_A"][0],
-            "lowpass_A": settings["search_band_A"][1],
-            # images and projections compared under the same |CTF| (the stack is phase flipped)
-            "ctf": _ctf(path),
-        },
+        abinitio=settings["abinitio"],
+        abinitio_options=_abinitio_options(settings, _ctf(path)),
         refinement=settings["refinement"],
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
@@ -419,11 +513,12 @@ def run(args: argparse.Namespace) -> int:
         args.iterations,
         args.search_iterations,
         args.grid,
+        args.crystal_grid,
         args.min_agreeing_starts,
     )
     if min(counts) < 1:
         raise UserError(
-            "--starts, --rounds, --iterations, --search-iterations, --grid and "
+            "--starts, --rounds, --iterations, --search-iterations, --grid, --crystal-grid and "
             "--min-agreeing-starts must be at least 1"
         )
     if args.starts == 1 and args.min_agreeing_starts > 1:
@@ -439,6 +534,7 @@ def run(args: argparse.Namespace) -> int:
         "use_prior": not args.no_prior,
         "seed": args.seed,
         "n_starts": args.starts,
+        "abinitio": args.abinitio,
         "search_iterations": args.search_iterations,
         "grid": args.grid,
         "search_band_A": [float(v) for v in args.search_band_A],
@@ -451,6 +547,25 @@ def run(args: argparse.Namespace) -> int:
         "n_threads": args.threads_per_worker,
         "truth": str(args.truth.absolute()) if args.truth is not None else "",
     }
+    if args.abinitio == "crystal":
+        if not (args.crystal_band_A > 0 and args.step_deg > 0):
+            raise UserError("--crystal-band-A and --step-deg must be positive")
+        settings.update(
+            {
+                "structure": args.structure,
+                "lattice_parameter_A": _lattice_parameter(
+                    dataset, args.lattice_parameter_A, args.structure
+                ),
+                "crystal_grid": args.crystal_grid,
+                "crystal_band_A": args.crystal_band_A,
+                "step_deg": args.step_deg,
+            }
+        )
+        log.info(
+            "ab initio from an ideal %s crystal, a = %.4f Å",
+            args.structure,
+            settings["lattice_parameter_A"],
+        )
     folders = [dataset / "particles" / pid for pid in particles]
     if args.force:
         for folder in folders:
