@@ -251,7 +251,8 @@ def crystal_orientations(
     Returns
     -------
     AbInitioResult
-        Its ``history`` has one row per start: ``start``, ``stage`` ("crystal"), ``radius_A``
+        Its ``starts`` also hold the reference's ``radius_A`` and ``lattice_parameter_A``; its
+        ``history`` has one row per start: ``start``, ``stage`` ("crystal"), ``radius_A``
         and ``lattice_parameter_A`` of the reference, ``step_rms_deg``, ``mean_score`` (mean
         correlation of the frames with the crystal at the chain's orientations, which ranks the
         starts) and ``mean_best_score`` (at each frame's best state).
@@ -394,6 +395,8 @@ def crystal_orientations(
             "mirrored": mirrored,
             "agrees": agreement < min(agree_deg, _spread_deg(start_rotations[chosen]) / 2),
             "chosen": np.arange(n_starts) == chosen,
+            "radius_A": chosen_radius,
+            "lattice_parameter_A": chosen_lattice,
         }
     )
     for row in starts.itertuples():
