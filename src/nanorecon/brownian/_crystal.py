@@ -426,9 +426,7 @@ def crystal_orientations(
         positivity=positivity,
         n_threads=n_threads,
     ).volume
-    scores = _Stage(images, pixel_size_A, lowpass_A, radius_A, n_threads, ctf).correlation_at(
-        volume, rotations
-    )
+    scores = stage.correlation_at(volume, rotations)
     step = history[chosen]["step_rms_deg"]
     if np.isfinite(step):
         diffusion = np.radians(step) ** 2 * frame_rate_hz / 6
@@ -545,41 +543,30 @@ class _ZoneChain:
     def __init__(self, zone: Rotation, spacing_deg: float, gaps: np.ndarray):
         self.zone = zone
         self.spacing_deg = spacing_deg
-        self.gaps = gaps
         self.broken = gaps > 2
-        quats = zone.as_quat()
-        copies = np.concatenate([(zone * g).as_quat() for g in CUBIC_GROUP])
-        self._copies = np.concatenate([copies, -copies])
-        self._tree = cKDTree(self._copies)
-        self._quats = quats
-        self._cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-
-    def _chain_step(self, step_deg: float) -> float:
-        # each state snaps its rotation to the grid: 0.8 spacings each, in quadrature
-        return float(np.hypot(step_deg, 0.8 * self.spacing_deg * np.sqrt(2)))
 
     def neighbours(self, radius_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """Zone states within `radius_deg` of each (modulo the group): indices and angles [rad]."""
-        key = round(radius_deg, 6)
-        if key not in self._cache:
-            radius = np.radians(radius_deg)
-            pairs = self._tree.query_ball_point(self._quats, 2 * np.sin(radius / 4))
-            width = max(len(p) for p in pairs)
-            index = np.full((len(self.zone), width), -1)
-            angles = np.full((len(self.zone), width), np.inf)
-            for i, hits in enumerate(pairs):
-                hits = np.asarray(hits)
-                angle = 2 * np.arccos(np.clip(np.abs(self._copies[hits] @ self._quats[i]), 0, 1))
-                order = np.argsort(angle)
-                states, first = np.unique(hits[order] % len(self.zone), return_index=True)
-                index[i, : len(states)] = states
-                angles[i, : len(states)] = angle[order][first]
-            self._cache[key] = (index, angles)
-        return self._cache[key]
+        quats = self.zone.as_quat()
+        copies = np.concatenate([(self.zone * g).as_quat() for g in CUBIC_GROUP])
+        copies = np.concatenate([copies, -copies])
+        pairs = cKDTree(copies).query_ball_point(quats, 2 * np.sin(np.radians(radius_deg) / 4))
+        width = max(len(p) for p in pairs)
+        index = np.full((len(self.zone), width), -1)
+        angles = np.full((len(self.zone), width), np.inf)
+        for i, hits in enumerate(pairs):
+            hits = np.asarray(hits)
+            angle = 2 * np.arccos(np.clip(np.abs(copies[hits] @ quats[i]), 0, 1))
+            order = np.argsort(angle)
+            states, first = np.unique(hits[order] % len(self.zone), return_index=True)
+            index[i, : len(states)] = states
+            angles[i, : len(states)] = angle[order][first]
+        return index, angles
 
     def _log_prior(self, step_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """Neighbours ``k`` of each state ``j`` and log P(k → j) for one RMS step."""
-        chain_step = self._chain_step(step_deg)
+        # each state snaps its rotation to the grid: 0.8 spacings each, in quadrature
+        chain_step = float(np.hypot(step_deg, 0.8 * self.spacing_deg * np.sqrt(2)))
         index, angles = self.neighbours(3 * chain_step)
         raw = np.where(index >= 0, -1.5 * angles**2 / np.radians(chain_step) ** 2, -np.inf)
         # neighbourhoods are symmetric: the states k leads to are those that lead to k
