@@ -74,6 +74,8 @@ def test_crystal_chain_finds_the_orientations(found, crystal_movie):
     assert np.median(alignment.errors_deg) < 4.0
     assert np.percentile(alignment.errors_deg, 90) < 8.0
     assert found.volume.shape == (56,) * 3
+    # each frame's lattice site nearest the box centre, within the searched 1.5 Å
+    assert found.shifts_A.shape == (60, 2) and np.hypot(*found.shifts_A.T).max() <= 1.5
     # the 2 nm particle's size, and its lattice parameter rather than the reference's bulk one
     assert found.history.radius_A.iloc[0] == 10.0
     assert found.history.lattice_parameter_A.iloc[0] == pytest.approx(3.98, abs=0.03)

@@ -247,6 +247,9 @@ class AbInitioResult:
         One row per iteration: ``start``, ``stage`` ("global" or "local"), ``iteration``,
         ``lowpass_A``, ``mean_score``, ``mean_angle_change_deg``, ``step_rms_deg``
         (diffusion step of the solution; NaN without the prior), ``angle_step_deg`` (local).
+    shifts_A : ndarray of shape (n, 2) or None
+        ``(shift_x_A, shift_y_A)`` of every frame's centre [Å] where the method finds them
+        (:func:`crystal_orientations`); None: the boxes are taken as centred.
     """
 
     rotations: Rotation
@@ -258,6 +261,7 @@ class AbInitioResult:
     start_volumes: list
     search_pixel_size_A: float
     history: pd.DataFrame
+    shifts_A: np.ndarray | None = None
 
 
 def ab_initio_orientations(

@@ -26,7 +26,7 @@ from ._abinitio import (
     _Stage,
     so3_grid,
 )
-from ._local import _disk, _shift_kernel
+from ._local import _disk, _shift_images, _shift_kernel
 from ._prior import estimate_rotational_diffusion, smooth_orientations
 
 __all__ = ["CUBIC_GROUP", "crystal_orientations", "crystal_reference", "fundamental_zone"]
@@ -251,8 +251,10 @@ def crystal_orientations(
     Returns
     -------
     AbInitioResult
-        Its ``starts`` also hold the reference's ``radius_A`` and ``lattice_parameter_A``; its
-        ``history`` has one row per start: ``start``, ``stage`` ("crystal"), ``radius_A``
+        Its ``shifts_A`` are the chosen chain's centring shifts (where the lattice site nearest
+        the box centre lies in each frame, the map's origin). Its ``starts`` also hold the
+        reference's ``radius_A`` and ``lattice_parameter_A``; its ``history`` has one row per
+        start: ``start``, ``stage`` ("crystal"), ``radius_A``
         and ``lattice_parameter_A`` of the reference, ``step_rms_deg``, ``mean_score`` (mean
         correlation of the frames with the crystal at the chain's orientations, which ranks the
         starts) and ``mean_best_score`` (at each frame's best state).
@@ -321,7 +323,7 @@ def crystal_orientations(
 
     def fit(radius: float, lattice: float) -> float:
         volume = reference(radius, lattice)
-        return float(_zone_scores(stage, volume, coarse, offsets, shift_sigma_A, subset)[1].mean())
+        return float(_zone_scores(stage, volume, coarse, offsets, shift_sigma_A, subset)[2].mean())
 
     fits = [fit(radius, lattice_parameter_A) for radius in radii]
     chosen_radius = float(radii[int(np.argmax(fits))])
@@ -341,17 +343,21 @@ def crystal_orientations(
     volume = reference(chosen_radius, chosen_lattice)
     spacing_deg = float(np.degrees((6 * np.pi / n_grid) ** (1 / 3)))
 
-    start_rotations, start_scores, history = [], [], []
+    start_rotations, start_shifts, start_scores, history = [], [], [], []
     for start in range(n_starts):
         grid = so3_grid(n_grid)
         if seed + start:
             grid = Rotation.random(random_state=seed + start) * grid
         zone = fundamental_zone(grid)
-        ll, best = _zone_scores(stage, volume, zone, offsets, shift_sigma_A, np.arange(n))
+        ll, best_offset, best = _zone_scores(
+            stage, volume, zone, offsets, shift_sigma_A, np.arange(n)
+        )
         chain = _ZoneChain(zone, spacing_deg, gaps)
         step = float(step_deg) if use_prior else float("nan")
         path = chain.viterbi(ll, step) if use_prior else np.argmax(ll, axis=1)
         rotations = chain.unwrap(path)
+        # where the lattice site nearest the box centre lies in each frame: the map's origin
+        start_shifts.append(offsets[best_offset[np.arange(n), path]])
         # the chain's own fit to the frames (the likelihoods' noise level differs between starts)
         score = float(np.mean(stage.correlation_at(volume, rotations)))
         start_rotations.append(rotations)
@@ -407,10 +413,12 @@ def crystal_orientations(
             row.agreement_deg,
             " (chosen)" if row.chosen else "",
         )
-    rotations = start_rotations[chosen]
+    rotations, shifts = start_rotations[chosen], start_shifts[chosen]
+    # the O-equivalent orientations turn the map about its origin, which must be a lattice site
+    centred = _shift_images(images, shifts, pixel_size_A)
     if symmetry_rounds > 0:
         rotations = _break_symmetry(
-            _Stage(images, pixel_size_A, symmetry_band_A, radius_A, n_threads, ctf),
+            _Stage(centred, pixel_size_A, symmetry_band_A, radius_A, n_threads, ctf),
             rotations,
             step_deg=step_deg if use_prior else None,
             frame_gaps=gaps,
@@ -420,13 +428,16 @@ def crystal_orientations(
     volume = reconstruct(
         images,
         rotations,
+        shifts_A=shifts,
         voxel_size_A=pixel_size_A,
         n_iterations=final_iterations,
         support=_sphere(size, radius_A / pixel_size_A, xp),
         positivity=positivity,
         n_threads=n_threads,
     ).volume
-    scores = stage.correlation_at(volume, rotations)
+    scores = _Stage(centred, pixel_size_A, lowpass_A, radius_A, n_threads, ctf).correlation_at(
+        volume, rotations
+    )
     step = history[chosen]["step_rms_deg"]
     if np.isfinite(step):
         diffusion = np.radians(step) ** 2 * frame_rate_hz / 6
@@ -443,6 +454,7 @@ def crystal_orientations(
         start_volumes=[],
         search_pixel_size_A=stage.pixel_size_A,
         history=pd.DataFrame(history),
+        shifts_A=shifts,
     )
 
 
@@ -454,15 +466,16 @@ def _zone_scores(
     shift_sigma_A: float,
     frames: np.ndarray,
     batch: int = 150,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log-likelihood (frames, zone) of each state at its best shift, centring prior included,
-    and each frame's best correlation."""
+    the index of that shift in `offsets` (frames, zone), and each frame's best correlation."""
     xp, m = stage.xp, stage.size
     kernel = xp.asarray(_shift_kernel(m, stage.pixel_size_A, offsets))
     data = stage.data[xp.asarray(frames)]
     data_hat = xp.fft.rfft2(data.reshape(len(frames), m, m)).reshape(len(frames), -1)
     log_shift_prior = -(offsets**2).sum(axis=1) / (2 * shift_sigma_A**2)
     ll = np.empty((len(frames), len(zone)))
+    best_offset = np.empty((len(frames), len(zone)), dtype=np.int32)
     best = np.full(len(frames), -np.inf)
     for first in range(0, len(zone), batch):
         states = zone[first : first + batch]
@@ -470,11 +483,11 @@ def _zone_scores(
         ref_hat = xp.conj(xp.fft.rfft2(projections).reshape(len(states), -1))
         correlation = asnumpy(xp.real((data_hat[:, None, :] * ref_hat[None]) @ kernel))
         flat = _log_likelihood(correlation.reshape(len(frames), -1), stage.n_eff)
-        ll[:, first : first + len(states)] = (
-            flat.reshape(correlation.shape) + log_shift_prior
-        ).max(axis=2)
+        flat = flat.reshape(correlation.shape) + log_shift_prior
+        best_offset[:, first : first + len(states)] = np.argmax(flat, axis=2)
+        ll[:, first : first + len(states)] = flat.max(axis=2)
         best = np.maximum(best, correlation.max(axis=(1, 2)))
-    return ll, best
+    return ll, best_offset, best
 
 
 def _break_symmetry(

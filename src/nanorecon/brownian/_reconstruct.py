@@ -333,6 +333,7 @@ def reconstruct_particle(
                 rotational_diffusion_rad2_per_s=diffusion_prior,
                 frame_rate_hz=frame_rate_hz,
                 frame_gaps=np.diff(frames[index][members]),
+                shifts_A=None if initial.shifts_A is None else initial.shifts_A[members],
                 mask_radius_A=radius_A,
                 ctf=options.get("ctf"),
                 n_threads=n_threads,
