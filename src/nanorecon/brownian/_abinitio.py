@@ -418,15 +418,9 @@ def ab_initio_orientations(
        protected nanocrystals in solution. Science 368, 60–67 (2020).
        :doi:`10.1126/science.aax3233`
     """
+    images = _image_stack(images, pixel_size_A, min_images=5)
     xp = get_array_module(images)
-    images = xp.asarray(images)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (n, N, N), got {tuple(images.shape)}")
     n, size = images.shape[0], images.shape[1]
-    if n < 5:
-        raise ValueError(f"need at least 5 images, got {n}")
-    if pixel_size_A <= 0:
-        raise ValueError(f"pixel_size_A must be positive, got {pixel_size_A}")
     if not 0 < search_fraction <= 1:
         raise ValueError(f"search_fraction must lie in (0, 1], got {search_fraction}")
     if n_starts < 1 or n_iterations < 1:
@@ -449,9 +443,7 @@ def ab_initio_orientations(
             "need initial_lowpass_A ≥ lowpass_A ≥ refine_lowpass_A ≥ 2 pixel_size_A, got "
             f"{initial_lowpass_A}, {lowpass_A}, {refine_lowpass_A}, {pixel_size_A}"
         )
-    gaps = np.ones(n - 1) if frame_gaps is None else np.asarray(frame_gaps, dtype=float)
-    if gaps.shape != (n - 1,) or np.any(gaps < 1):
-        raise ValueError(f"frame_gaps must hold {n - 1} values ≥ 1, got shape {gaps.shape}")
+    gaps = _frame_gaps(frame_gaps, n)
     dtype = supported_float_type(images.dtype)
     images = images.astype(dtype, copy=False)
     radius_A = 0.45 * size * pixel_size_A if mask_radius_A is None else float(mask_radius_A)
@@ -1048,6 +1040,26 @@ def _consensus(
 def _spread_deg(rotations: Rotation) -> float:
     """Median angle of the orientations from their mean [deg]."""
     return float(np.median(np.degrees((rotations * rotations.mean().inv()).magnitude())))
+
+
+def _image_stack(images: Any, pixel_size_A: float, *, min_images: int) -> Any:
+    """`images` as an array of its module, checked to be (n ≥ `min_images`, N, N)."""
+    images = get_array_module(images).asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (n, N, N), got {tuple(images.shape)}")
+    if images.shape[0] < min_images:
+        raise ValueError(f"need at least {min_images} images, got {images.shape[0]}")
+    if pixel_size_A <= 0:
+        raise ValueError(f"pixel_size_A must be positive, got {pixel_size_A}")
+    return images
+
+
+def _frame_gaps(frame_gaps: ArrayLike | None, n: int) -> np.ndarray:
+    """Frames elapsed between consecutive images (ones by default), checked."""
+    gaps = np.ones(n - 1) if frame_gaps is None else np.asarray(frame_gaps, dtype=float)
+    if gaps.shape != (n - 1,) or np.any(gaps < 1):
+        raise ValueError(f"frame_gaps must hold {n - 1} values ≥ 1, got shape {gaps.shape}")
+    return gaps
 
 
 def _outside_median(images: Any, radius_px: float) -> Any:

@@ -18,7 +18,9 @@ from ..simulate import atoms_to_volume
 from ._abinitio import (
     AbInitioResult,
     _consensus,
+    _frame_gaps,
     _grid_viterbi,
+    _image_stack,
     _log_likelihood,
     _outside_median,
     _sphere,
@@ -265,18 +267,11 @@ def crystal_orientations(
        protected nanocrystals in solution. Science 368, 60–67 (2020).
        :doi:`10.1126/science.aax3233`
     """
+    images = _image_stack(images, pixel_size_A, min_images=5)
     xp = get_array_module(images)
-    images = xp.asarray(images)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (n, N, N), got {tuple(images.shape)}")
     n, size = images.shape[0], images.shape[1]
-    if n < 5:
-        raise ValueError(f"need at least 5 images, got {n}")
-    if pixel_size_A <= 0 or lattice_parameter_A <= 0:
-        raise ValueError(
-            f"pixel_size_A and lattice_parameter_A must be positive, got {pixel_size_A}, "
-            f"{lattice_parameter_A}"
-        )
+    if lattice_parameter_A <= 0:
+        raise ValueError(f"lattice_parameter_A must be positive, got {lattice_parameter_A}")
     if structure not in _BASES:
         raise ValueError(f"structure must be one of {sorted(_BASES)}, got {structure!r}")
     if n_starts < 1:
@@ -290,9 +285,7 @@ def crystal_orientations(
         )
     if lowpass_A < 2 * pixel_size_A:
         raise ValueError(f"lowpass_A must be at least two pixels, got {lowpass_A}")
-    gaps = np.ones(n - 1) if frame_gaps is None else np.asarray(frame_gaps, dtype=float)
-    if gaps.shape != (n - 1,) or np.any(gaps < 1):
-        raise ValueError(f"frame_gaps must hold {n - 1} values ≥ 1, got shape {gaps.shape}")
+    gaps = _frame_gaps(frame_gaps, n)
     dtype = supported_float_type(images.dtype)
     images = images.astype(dtype, copy=False)
     radius_A = 0.45 * size * pixel_size_A if mask_radius_A is None else float(mask_radius_A)

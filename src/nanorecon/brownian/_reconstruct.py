@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ..backend import asnumpy, get_array_module, supported_float_type
 from ..refine import atomic_reference, half_set_reconstruction, refine_orientations
-from ._abinitio import _outside_median, _sphere, ab_initio_orientations
+from ._abinitio import _image_stack, _outside_median, _sphere, ab_initio_orientations
 from ._crystal import crystal_orientations
 from ._local import refine_locally
 from ._prior import estimate_rotational_diffusion
@@ -235,13 +235,9 @@ def reconstruct_particle(
        protected nanocrystals in solution. Science 368, 60–67 (2020).
        :doi:`10.1126/science.aax3233`
     """
+    images = _image_stack(images, pixel_size_A, min_images=1)
     xp = get_array_module(images)
-    images = xp.asarray(images)
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"images must have shape (n, N, N), got {tuple(images.shape)}")
     n, size = images.shape[0], images.shape[1]
-    if pixel_size_A <= 0:
-        raise ValueError(f"pixel_size_A must be positive, got {pixel_size_A}")
     if contrast not in ("dark", "bright"):
         raise ValueError(f"contrast must be 'dark' or 'bright', got {contrast!r}")
     if refinement not in ("local", "matching"):
