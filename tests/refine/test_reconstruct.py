@@ -5,6 +5,7 @@ from scipy.spatial.transform import Rotation
 
 from nanorecon.geometry import tilt_series_rotations
 from nanorecon.refine import fsc, project, reconstruct, resolution_at
+from nanorecon.simulate import aberration_phase
 
 N_ITERATIONS = 25
 
@@ -122,3 +123,97 @@ def test_rejects_bad_arguments(fcc_particle):
         reconstruct(images, rotations, support=np.ones((8, 8, 8), bool))
     with pytest.raises(ValueError, match="zero"):
         reconstruct(np.zeros_like(images), rotations)
+
+
+def _phase_contrast_transfer(k):
+    """|sin χ| at 300 kV, 10 nm underfocus, Cs 1 µm: 0.02 at 20 Å, 0.38 at 4 Å, 1 near 2 Å."""
+    return np.abs(np.sin(aberration_phase(k, voltage_kV=300, defocus_A=100, cs_mm=0.001)))
+
+
+@pytest.fixture(scope="module")
+def phase_flipped_frames(render_gaussians):
+    """A 16 Å fcc particle (a = 3.92 Å, σ 0.4 Å) on a 48³ grid of 0.4 Å, seen in 200 random
+    orientations through the phase-flipped transfer, with noise of the signal's size per pixel."""
+    cells = np.arange(-4, 5)
+    basis = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    grid = np.stack(np.meshgrid(cells, cells, cells, indexing="ij"), -1).reshape(-1, 1, 3)
+    positions = (grid + basis).reshape(-1, 3) * 3.92
+    positions = positions[np.linalg.norm(positions, axis=1) < 8.0]
+    size, voxel_size_A = 48, 0.4
+    truth = render_gaussians(positions, size, voxel_size_A, 0.4).astype(np.float32)
+    rotations = Rotation.random(200, random_state=3)
+    ky = np.fft.fftfreq(size, voxel_size_A)[:, None]
+    kx = np.fft.rfftfreq(size, voxel_size_A)[None, :]
+    transfer = _phase_contrast_transfer(np.sqrt(kx**2 + ky**2))
+    images = np.fft.irfft2(np.fft.rfft2(project(truth, rotations)) * transfer, s=(size, size))
+    rng = np.random.default_rng(7)
+    images = (images + rng.normal(0, images.std(), images.shape)).astype(np.float32)
+    radius = np.sqrt(((np.indices(truth.shape) - size // 2) ** 2).sum(axis=0)) * voxel_size_A
+    return {"truth": truth, "images": images, "rotations": rotations, "radius_A": radius}
+
+
+def _map_against_truth(frames, n_iterations, **options):
+    """Correlation with the truth, and core (r < 4 Å) over shell (4–8 Å) density relative to
+    the truth's."""
+    truth, radius = frames["truth"], frames["radius_A"]
+    volume = reconstruct(
+        frames["images"],
+        frames["rotations"],
+        voxel_size_A=0.4,
+        n_iterations=n_iterations,
+        support=radius < 10,
+        **options,
+    ).volume
+    correlation = np.corrcoef(volume.ravel(), truth.ravel())[0, 1]
+    core, shell = radius < 4, (radius >= 4) & (radius < 8)
+    ratio = (volume[core].mean() / truth[core].mean()) / (
+        volume[shell].mean() / truth[shell].mean()
+    )
+    return correlation, ratio
+
+
+def test_transfer_with_wiener_term_restores_the_particle(phase_flipped_frames):
+    """Fitted as they are, phase-flipped frames (no low frequencies) give a map whose core is
+    too faint; fitted through their transfer, with a Wiener term, the map is the particle's."""
+    plain = _map_against_truth(phase_flipped_frames, 20)
+    wiener = _map_against_truth(
+        phase_flipped_frames, 20, transfer=_phase_contrast_transfer, wiener_constant=0.3
+    )
+    # measured: correlation 0.917 plain, 0.945 Wiener; core / shell 0.89 and 0.99
+    assert wiener[0] > plain[0] + 0.015
+    assert plain[1] < 0.93
+    assert 0.94 < wiener[1] < 1.06
+
+
+def test_wiener_term_stops_noise_growing_with_iterations(phase_flipped_frames):
+    """Without it the weakly transferred frequencies keep fitting noise (semi-convergence)."""
+    options = {"transfer": _phase_contrast_transfer}
+    free = [_map_against_truth(phase_flipped_frames, n, **options)[0] for n in (20, 60)]
+    damped = [
+        _map_against_truth(phase_flipped_frames, n, wiener_constant=0.3, **options)[0]
+        for n in (20, 60)
+    ]
+    # measured: 0.881 → 0.804 without the term, 0.945 → 0.945 with it
+    assert free[1] < free[0] - 0.04
+    assert abs(damped[1] - damped[0]) < 0.005
+
+
+def test_unit_transfer_is_the_plain_reconstruction(fcc_particle):
+    rotations = Rotation.random(20, random_state=1)
+    images = project(fcc_particle["volume"], rotations)
+    plain = reconstruct(images, rotations, voxel_size_A=0.4, n_iterations=5).volume
+    unit = reconstruct(
+        images, rotations, voxel_size_A=0.4, n_iterations=5, transfer=np.ones_like
+    ).volume
+    np.testing.assert_allclose(unit, plain, atol=1e-4 * float(plain.max()))
+
+
+def test_rejects_bad_transfers():
+    rotations = tilt_series_rotations([0.0, 10.0])
+    images = np.ones((2, 16, 16), np.float32)
+    with pytest.raises(ValueError, match="non-negative"):
+        reconstruct(images, rotations, transfer=lambda k: -np.ones_like(k))
+    with pytest.raises(ValueError, match="one finite value per frequency"):
+        reconstruct(images, rotations, transfer=lambda k: np.ones(3))
+    with pytest.raises(ValueError, match="wiener_constant"):
+        reconstruct(images, rotations, wiener_constant=-1.0)

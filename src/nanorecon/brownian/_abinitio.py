@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from ..backend import asnumpy, get_array_module, get_ndimage_module, supported_float_type
 from ..refine import FourierSliceProjector, reconstruct
-from ..simulate import aberration_phase
+from ._ctf import phase_flipped_transfer
 from ._prior import brownian_log_prior, estimate_rotational_diffusion, smooth_orientations
 
 __all__ = [
@@ -598,13 +598,8 @@ class _Stage:
             # transfer add no noise to the comparison.
             ky = np.fft.fftfreq(cropped, d=self.pixel_size_A)[:, None]
             kx = np.fft.rfftfreq(cropped, d=self.pixel_size_A)[None, :]
-            chi = aberration_phase(
-                np.sqrt(kx**2 + ky**2),
-                voltage_kV=float(ctf["voltage_kV"]),
-                defocus_A=float(ctf["defocus_A"]),
-                cs_mm=float(ctf["cs_mm"]),
-            )
-            self.ctf_weight = xp.asarray(np.abs(np.sin(chi)), dtype=self.dtype)
+            weight = phase_flipped_transfer(ctf)(np.sqrt(kx**2 + ky**2))
+            self.ctf_weight = xp.asarray(weight, dtype=self.dtype)
         self.set_band(lowpass_A)
 
     def set_band(self, lowpass_A: float) -> None:

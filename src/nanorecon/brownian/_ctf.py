@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,18 @@ import numpy as np
 from nanorecon.backend import get_array_module, supported_float_type
 from nanorecon.simulate import aberration_phase
 
-__all__ = ["ctf_sign", "phase_flip"]
+__all__ = [
+    "WIENER_CONSTANT",
+    "ctf_sign",
+    "phase_flip",
+    "phase_flipped_transfer",
+    "reconstruction_transfer",
+]
+
+#: Default ``λ`` of the Wiener-regularised reconstruction of phase-flipped images: each frequency
+#: of the map is ``|sin χ| b / (sin² χ + λ)``, so frequencies transferred under ``√λ`` (the
+#: lowest, in phase contrast) are left mostly to the real-space constraints.
+WIENER_CONSTANT = 0.3
 
 
 def ctf_sign(
@@ -102,3 +114,44 @@ def phase_flip(
     )
     out = xp.fft.irfft2(xp.fft.rfft2(images.astype(dtype, copy=False)) * sign, s=shape)
     return out.astype(dtype, copy=False)
+
+
+def phase_flipped_transfer(ctf: dict[str, float]) -> Callable[[np.ndarray], np.ndarray]:
+    """``|sin χ(k)|``: the amplitude each spatial frequency keeps in a phase-flipped image.
+
+    Parameters
+    ----------
+    ctf : dict
+        Optics: ``voltage_kV`` [kV], ``defocus_A`` [Å] (positive = underfocus), ``cs_mm`` [mm].
+
+    Returns
+    -------
+    callable
+        ``transfer(k)`` for spatial frequencies ``k`` [1/Å] (numpy arrays), the `transfer` of
+        :func:`nanorecon.refine.reconstruct`.
+
+    Examples
+    --------
+    >>> transfer = phase_flipped_transfer({"voltage_kV": 300, "defocus_A": 100, "cs_mm": 0.001})
+    >>> [round(float(t), 2) for t in transfer(np.array([0.0, 0.1, 0.5]))]
+    [0.0, 0.06, 1.0]
+    """
+    missing = {"voltage_kV", "defocus_A", "cs_mm"} - set(ctf)
+    if missing:
+        raise ValueError(f"ctf needs voltage_kV, defocus_A and cs_mm; missing {sorted(missing)}")
+    optics = {key: float(ctf[key]) for key in ("voltage_kV", "defocus_A", "cs_mm")}
+
+    def transfer(k: np.ndarray) -> np.ndarray:
+        return np.abs(np.sin(aberration_phase(np.asarray(k, dtype=float), **optics)))
+
+    return transfer
+
+
+def reconstruction_transfer(
+    transfer: Callable[[np.ndarray], np.ndarray] | None, wiener_constant: float = WIENER_CONSTANT
+) -> dict[str, Any]:
+    """Keywords of :func:`nanorecon.refine.reconstruct` for images with this transfer (none:
+    plain reconstruction)."""
+    if transfer is None:
+        return {}
+    return {"transfer": transfer, "wiener_constant": float(wiener_constant)}

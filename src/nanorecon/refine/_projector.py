@@ -206,6 +206,22 @@ class FourierSliceProjector:
         q = kx[None, :, None] * m[:, None, 0, :] + ky[None, :, None] * m[:, None, 1, :]
         return tuple(xp.asarray(2 * np.pi * q[..., axis].ravel()) for axis in (2, 1, 0))
 
+    def sample_frequencies(self, voxel_size_A: float = 1.0) -> Any:
+        """Spatial frequency of every Fourier sample [1/Å], image after image.
+
+        Returns
+        -------
+        ndarray of shape (n, M)
+            ``|k|`` of each sample (the layout of :meth:`sample_density` and of `sample_weights`).
+        """
+        size = self.size
+        k = np.arange(size) - size // 2
+        ky, kx = np.meshgrid(k, k, indexing="ij")
+        inside = (kx**2 + ky**2) < (size / 2) ** 2
+        radius = np.hypot(kx[inside], ky[inside]) / (size * float(voxel_size_A))
+        frequencies = np.broadcast_to(radius.astype(self.dtype), (self.n_images, radius.size))
+        return self.xp.asarray(frequencies)
+
     def sample_density(self, *, width_voxels: float | None = None) -> Any:
         """Density of the Fourier samples of all images around each sample.
 
@@ -232,13 +248,16 @@ class FourierSliceProjector:
         density = density.reshape(self.n_images, self.n_half_points)[:, self._full_to_half]
         return density.astype(self.dtype, copy=False)
 
-    def forward(self, volume: Any) -> Any:
+    def forward(self, volume: Any, *, sample_weights: Any = None) -> Any:
         """Project a map.
 
         Parameters
         ----------
         volume : ndarray of shape (N, N, N)
             Map (z, y, x), same array module as the projector.
+        sample_weights : ndarray of shape (n, M), optional
+            Real factors on the Fourier samples before the images return to real space (a
+            filter, e.g. a transfer function; the layout of :meth:`adjoint`'s).
 
         Returns
         -------
@@ -250,6 +269,8 @@ class FourierSliceProjector:
             raise ValueError(f"volume must have shape {(size,) * 3}, got {tuple(volume.shape)}")
         values = self._forward.execute(volume).reshape(n, self.n_half_points)
         values *= self._phase
+        if sample_weights is not None:
+            values *= xp.asarray(sample_weights).reshape(n, self.n_points)[:, self._half]
         spectrum = xp.zeros((n, size * (size // 2 + 1)), dtype=self.complex_dtype)
         spectrum[:, self._rfft_index] = values
         spectrum[:, self._column_target] = values[:, self._column_source].conj()

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
-from ..backend import get_array_module, supported_float_type
+from ..backend import asnumpy, get_array_module, supported_float_type
 from ._projector import FourierSliceProjector
 
 __all__ = ["ReconstructionResult", "reconstruct"]
@@ -48,6 +48,8 @@ def reconstruct(
     initial: Any = None,
     eps: float = 1e-4,
     n_threads: int | None = None,
+    transfer: Callable[[np.ndarray], np.ndarray] | None = None,
+    wiener_constant: float = 0.0,
     callback: Callable[[int, float], None] | None = None,
 ) -> ReconstructionResult:
     """Reconstruct a map by gradient descent on the projection error (RESIRE class).
@@ -65,6 +67,16 @@ def reconstruct(
     of the constraints), so the last iterate is returned. It is not chosen by the R factor: for
     noisy frames (a movie's, SNR ≪ 1) R of the empty map can be the lowest, although the
     objective, and the map, improve at every step.
+
+    With `transfer` the images are modelled as the projections filtered by a known isotropic
+    transfer ``H(|k|)`` (for phase-flipped images ``|sin χ|``, the microscope's CTF after phase
+    flipping), and the objective becomes ``½‖W^½ (H P x − b)‖²``. Each frequency is then fitted
+    in proportion to how much of it the microscope transferred: the map is the particle's
+    potential, not its CTF-filtered image, and frequencies the microscope hardly passed (the
+    lowest, in weak-phase contrast) are left to the real-space constraints instead of being
+    pulled towards the images' near-zero values there (which, with positivity, hollows a
+    particle's interior). Without a regulariser those frequencies keep fitting noise, amplified
+    by ``1 / H``, the longer the descent runs; `wiener_constant` bounds them (see below).
 
     Parameters
     ----------
@@ -96,6 +108,14 @@ def reconstruct(
         lets finufft use its small (1.25×) fine grid, ~3× faster than ``eps < 2e-5`` in float32.
     n_threads : int, optional
         CPU threads for finufft (all cores when None).
+    transfer : callable, optional
+        ``H(k)``: the images' amplitude transfer at spatial frequency ``k`` [1/Å] (a numpy array
+        in, finite non-negative values of the same shape out), the same for every image; None:
+        ``H = 1``. The error history is then that of the filtered model, ``H P x``.
+    wiener_constant : float, optional
+        ``λ`` of a Tikhonov term ``½ λ ‖PᵀWP‖ ‖x‖²``, relative to the best-transferred
+        frequency: the fixed point takes each frequency to ``H b / (H² + λ)`` (a Wiener filter
+        with ``1 / SSNR = λ``), whatever the number of iterations. 0: none.
     callback : callable, optional
         Called as ``callback(iteration, error)`` after each iteration (for progress bars).
 
@@ -119,6 +139,8 @@ def reconstruct(
         raise ValueError(f"step must lie in (0, 2], got {step}")
     if regularization <= 0:
         raise ValueError(f"regularization must be positive, got {regularization}")
+    if not wiener_constant >= 0:
+        raise ValueError(f"wiener_constant must be non-negative, got {wiener_constant}")
     dtype = supported_float_type(images.dtype)
     images = images.astype(dtype, copy=False)
     size = images.shape[1]
@@ -153,7 +175,22 @@ def reconstruct(
     if density_compensation:
         density = projector.sample_density()
         sample_weights = 1 / xp.maximum(density, regularization * float(density.max()))
-    rate = dtype.type(step / _gram_norm(projector, sample_weights))
+    gain = None
+    if transfer is not None:
+        frequencies = asnumpy(projector.sample_frequencies(voxel_size_A)[:1])
+        values = np.asarray(transfer(frequencies), dtype=float)
+        if values.shape != frequencies.shape or not np.all(np.isfinite(values)):
+            raise ValueError("transfer must return one finite value per frequency")
+        if values.min() < 0:
+            raise ValueError("transfer must be non-negative (an amplitude, e.g. |sin χ|)")
+        gain = xp.broadcast_to(xp.asarray(values.astype(dtype)), (projector.n_images, values.size))
+        # The gradient Pᵀ W H (H P x − b): the residual is formed from H P x, and H joins W.
+        sample_weights = gain if sample_weights is None else sample_weights * gain
+    gram = _gram_norm(projector, sample_weights, gain)
+    # Tikhonov term λ‖x‖², λ relative to the best-transferred frequency: at the fixed point each
+    # frequency is H b / (H² + λ), a Wiener filter.
+    damping = dtype.type(wiener_constant * gram)
+    rate = dtype.type(step / (gram + damping))
 
     if initial is None:
         x = xp.zeros((size,) * 3, dtype)
@@ -162,15 +199,17 @@ def reconstruct(
     norm = float(xp.abs(images).sum())
     if norm == 0:
         raise ValueError("images are all zero")
-    residual = projector.forward(x)
+    residual = projector.forward(x, sample_weights=gain)
     residual -= images
     errors = np.empty(n_iterations)
     for iteration in range(n_iterations):
         step_map = projector.adjoint(residual, sample_weights=sample_weights)
+        if damping:
+            step_map += damping * x
         step_map *= -rate
         step_map += x
         x = constrain(step_map)
-        residual = projector.forward(x)
+        residual = projector.forward(x, sample_weights=gain)
         residual -= images
         errors[iteration] = float(xp.abs(residual).sum()) / norm
         if callback is not None:
@@ -179,15 +218,25 @@ def reconstruct(
 
 
 def _gram_norm(
-    projector: FourierSliceProjector, sample_weights: Any, *, n_iterations: int = 12
+    projector: FourierSliceProjector,
+    sample_weights: Any,
+    gain: Any = None,
+    *,
+    n_iterations: int = 12,
 ) -> float:
-    """``‖PᵀWP‖`` by power iteration (a slight underestimate, so steps up to 1 stay stable)."""
+    """``‖PᵀWP‖`` by power iteration (a slight underestimate, so steps up to 1 stay stable).
+
+    `sample_weights` are applied on the way back and `gain` on the way forward (with a transfer
+    ``H`` the operator is ``Pᵀ W H · H P``).
+    """
     xp = projector.xp
     rng = np.random.default_rng(0)
     x = xp.asarray(rng.standard_normal(projector.shape).astype(projector.dtype))
     norm = 1.0
     for _ in range(n_iterations):
         x /= norm
-        x = projector.adjoint(projector.forward(x), sample_weights=sample_weights)
+        x = projector.adjoint(
+            projector.forward(x, sample_weights=gain), sample_weights=sample_weights
+        )
         norm = float(xp.linalg.norm(x))
     return norm
