@@ -80,6 +80,7 @@ checkpoint refine_particles:
         starts=config["brownian"]["starts"],
         abinitio=brownian_abinitio_options(),
         refinement=config["brownian"]["refinement"],
+        joint=config["brownian"]["joint_resolution_A"] or 0,
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
         seed=config["brownian"]["seed"],
@@ -105,7 +106,8 @@ checkpoint refine_particles:
         "--device {params.device} --particle-diameter-A {params.diameter} --starts {params.starts} "
         "{params.abinitio} "
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
-        "--refinement {params.refinement} --rounds {params.rounds} "
+        "--refinement {params.refinement} --joint-resolution-A {params.joint} "
+        "--rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "
         "--min-agreeing-starts {params.min_agreeing} "

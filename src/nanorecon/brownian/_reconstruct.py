@@ -16,7 +16,8 @@ from ..backend import asnumpy, get_array_module, supported_float_type
 from ..refine import atomic_reference, half_set_reconstruction, refine_orientations
 from ._abinitio import _image_stack, _outside_median, _sphere, ab_initio_orientations
 from ._crystal import crystal_orientations
-from ._local import refine_locally
+from ._ctf import WIENER_CONSTANT, phase_flipped_transfer, reconstruction_transfer
+from ._local import LOCAL_BANDS_A, refine_locally
 from ._prior import estimate_rotational_diffusion
 
 __all__ = ["ParticleReconstruction", "reconstruct_particle", "time_block_half_sets"]
@@ -43,9 +44,10 @@ class ParticleReconstruction:
     half_sets : ndarray of shape (n,)
         Half set (1 or 2) of every frame: contiguous blocks of frames alternate.
     volume : ndarray of shape (N, N, N)
-        Refined map (z, y, x) from all used frames, same array module as the images. The images
-        are phase flipped, so the map holds the particle's potential weighted by ``|CTF|``
-        (no amplitude correction).
+        Refined map (z, y, x) from all used frames, same array module as the images. With a
+        `ctf` the map is reconstructed through the phase-flipped transfer ``|sin χ|`` with a
+        Wiener term: the particle's potential, its least-transferred (lowest) frequencies
+        shaped by positivity and the support.
     half_maps : tuple of two ndarrays of shape (N, N, N)
         Maps of the two half sets, reconstructed independently with the refined geometry.
     fsc : DataFrame
@@ -117,6 +119,8 @@ def reconstruct_particle(
     weights: ArrayLike | None = None,
     min_weight: float = 0.0,
     contrast: Literal["dark", "bright"] = "dark",
+    ctf: dict[str, float] | None = None,
+    wiener_constant: float = WIENER_CONSTANT,
     particle_radius_A: float | None = None,
     use_prior: bool = True,
     seed: int = 0,
@@ -125,6 +129,7 @@ def reconstruct_particle(
     abinitio_options: dict[str, Any] | None = None,
     refinement: Literal["local", "matching"] = "local",
     local_options: dict[str, Any] | None = None,
+    joint_resolution_A: float | None = 2.5,
     n_rounds: int = 4,
     n_iterations: int = 20,
     max_shift_A: float = 2.0,
@@ -145,7 +150,9 @@ def reconstruct_particle(
     2. The frames are split into two half sets of alternating blocks of consecutive frames
        (:func:`time_block_half_sets`), and each half set is refined on its own, from the ab
        initio orientations against a map of that half only (gold standard, so the half maps
-       share no refinement bias). With `refinement` ``"local"`` (default) by
+       share no refinement bias at lattice resolution; with ``"local"`` the iterations below
+       `joint_resolution_A` first refine all frames together). With `refinement` ``"local"``
+       (default) by
        :func:`refine_locally`: exhaustive search of orientations in a shrinking ball and of
        shifts around each frame's centre, linked by the rotational-diffusion prior with the ab
        initio ``D_r``. With ``"matching"`` by :func:`nanorecon.refine.refine_orientations`
@@ -158,8 +165,14 @@ def reconstruct_particle(
        maps' Fourier shell correlation gives the resolution.
 
     The per-frame weights only select frames (the shared reconstruction weighs all images alike).
-    The images are phase flipped, not amplitude corrected: the maps hold the potential filtered
-    by ``|CTF|``.
+    Phase-flipped images keep ``|sin χ|`` of each frequency; a reconstruction that fits them as
+    they are fits a particle without its lowest frequencies, which positivity turns into a
+    hollow core (the demo's p001, same orientations and half maps: 75 % of the atoms traced in
+    the plain map, 96 % through the transfer). So with `ctf` the final map and half maps are the
+    Wiener-regularised solution through the transfer (:func:`nanorecon.refine.reconstruct`,
+    `transfer`). The maps inside the search and refinement stay plain: their projections are
+    compared with the images under the images' own ``|sin χ|`` (on the demo, Wiener maps there
+    left the orientations no better: p001 3.6° against 2.1°).
 
     Parameters
     ----------
@@ -182,6 +195,14 @@ def reconstruct_particle(
         How atoms appear in `images`. Phase-flipped weak-phase images
         (``I = 1 − 2 φ ⊛ F⁻¹[sin χ]``, flipped by ``sign(sin χ)``) show atoms dark, so the
         default negates them to make the density positive.
+    ctf : dict, optional
+        Optics of the phase flipping (``voltage_kV``, ``defocus_A``, ``cs_mm``): comparisons
+        are weighted by ``|sin χ|``, and the final map and half maps are reconstructed through
+        that transfer with a Wiener term (the particle's potential, not its ``|CTF|``-filtered
+        image); None: images without a CTF (plain maps).
+    wiener_constant : float, optional
+        ``λ`` of the final maps' Wiener term, relative to the best-transferred frequency (with
+        `ctf`).
     particle_radius_A : float, optional
         Radius of the circular mask and spherical support [Å]; ``0.45 N`` pixels when None.
     use_prior : bool, optional
@@ -200,6 +221,12 @@ def reconstruct_particle(
     local_options : dict, optional
         Further keyword arguments of :func:`refine_locally` (its band schedule, search ball,
         shift range and prior width).
+    joint_resolution_A : float or None, optional
+        With ``"local"``: the iterations whose band stops short of this resolution [Å] refine
+        all frames together, before the half sets go on alone (None: the half sets alone from
+        the ab initio orientations). The default keeps the shared stage below lattice
+        resolution (fcc metals' {111} fringes lie at 2.2–2.4 Å), so the half maps still agree
+        at their lattice fringes only if the orientations are right.
     n_rounds : int, optional
         Projection-matching rounds (the first refines shifts only); ``"matching"`` only.
     n_iterations : int, optional
@@ -273,6 +300,10 @@ def reconstruct_particle(
     stack = stack - _outside_median(stack, radius_px)
 
     options = dict(abinitio_options or {})
+    if ctf is not None:
+        options["ctf"] = ctf
+    ctf = options.get("ctf")
+    transfer = None if ctf is None else phase_flipped_transfer(ctf)
     find_orientations = crystal_orientations if abinitio == "crystal" else ab_initio_orientations
     initial = find_orientations(
         stack,
@@ -302,8 +333,8 @@ def reconstruct_particle(
         def reference(volume: Any) -> Any:
             return atomic_reference(volume, voxel_size_A=pixel_size_A)
 
-    # Gold standard: each half set is refined on its own, from the ab initio orientations and a
-    # map of its own frames, so neither half map is shaped by the other's frames (a joint
+    # Gold standard: at lattice resolution each half set is refined on its own against a map of
+    # its own frames, so neither half map is shaped by the other's frames (a joint
     # refinement against one, especially an atomic, reference makes the halves agree on its
     # features whether or not the orientations are right, and the FSC would not tell).
     rotations = initial.rotations
@@ -314,6 +345,43 @@ def reconstruct_particle(
     diffusion_prior = initial.rotational_diffusion_rad2_per_s if use_prior else None
     if diffusion_prior is not None and not np.isfinite(diffusion_prior):
         diffusion_prior = None
+    local = dict(local_options or {})
+    bands = tuple(local.pop("bands_A", LOCAL_BANDS_A))
+    ball = {
+        "search_radius_deg": float(local.pop("search_radius_deg", 12.0)),
+        "search_step_deg": float(local.pop("search_step_deg", 4.0)),
+    }
+    start_shifts = initial.shifts_A
+    n_joint = 0
+    if refinement == "local" and joint_resolution_A is not None:
+        n_joint = min(sum(1 for band in bands if band > joint_resolution_A), len(bands) - 1)
+    if n_joint:
+        # Shared stage below lattice resolution (the gold standard of RELION-type refinements
+        # starts the halves from one low-resolution model the same way).
+        joint = refine_locally(
+            stack,
+            rotations,
+            pixel_size_A=pixel_size_A,
+            rotational_diffusion_rad2_per_s=diffusion_prior,
+            frame_rate_hz=frame_rate_hz,
+            frame_gaps=np.diff(frames[index]),
+            shifts_A=start_shifts,
+            mask_radius_A=radius_A,
+            ctf=ctf,
+            n_threads=n_threads,
+            callback=None
+            if callback is None
+            else lambda i, row: callback("refine", {"half_set": 0, **dict(row)}),
+            bands_A=bands[:n_joint],
+            **ball,
+            **local,
+        )
+        rotations, start_shifts = joint.rotations, joint.shifts_A
+        histories.append(joint.history.assign(half_set=0))
+        # the halves go on with the ball where the shared stage left it
+        shrink = float(local.get("shrink", 0.75)) ** max(n_joint - 1, 0)
+        ball = {key: value * shrink for key, value in ball.items()}
+        bands = bands[n_joint:]
     for half_set in (1, 2):
         members = np.flatnonzero(halves == half_set)
 
@@ -329,12 +397,14 @@ def reconstruct_particle(
                 rotational_diffusion_rad2_per_s=diffusion_prior,
                 frame_rate_hz=frame_rate_hz,
                 frame_gaps=np.diff(frames[index][members]),
-                shifts_A=None if initial.shifts_A is None else initial.shifts_A[members],
+                shifts_A=None if start_shifts is None else start_shifts[members],
                 mask_radius_A=radius_A,
-                ctf=options.get("ctf"),
+                ctf=ctf,
                 n_threads=n_threads,
                 callback=report,
-                **dict(local_options or {}),
+                bands_A=bands,
+                **ball,
+                **local,
             )
         else:
             refined = refine_orientations(
@@ -352,9 +422,18 @@ def reconstruct_particle(
                 n_threads=n_threads,
                 callback=report,
             )
+        half_rotations, half_shifts = refined.rotations, asnumpy(refined.shifts_A)
+        if refinement == "local":
+            # keep both halves in the starting map's register (see _hold_register)
+            half_rotations, half_shifts = _hold_register(
+                half_rotations,
+                half_shifts,
+                rotations[members],
+                np.zeros((members.size, 2)) if start_shifts is None else start_shifts[members],
+            )
         for k, member in enumerate(members):
-            refined_rotations[member] = refined.rotations[k]
-        shifts[members] = asnumpy(refined.shifts_A)
+            refined_rotations[member] = half_rotations[k]
+        shifts[members] = half_shifts
         scores[members] = asnumpy(refined.scores)
         histories.append(refined.history.assign(half_set=half_set))
     refined_rotations = Rotation.concatenate(refined_rotations)
@@ -368,6 +447,7 @@ def reconstruct_particle(
         n_iterations=2 * n_iterations,
         support=support,
         n_threads=n_threads,
+        **reconstruction_transfer(transfer, wiener_constant),
     )
     if callback is not None:
         callback("halves", {"resolution_A": half.resolution_A})
@@ -398,6 +478,32 @@ def reconstruct_particle(
         abinitio_rotational_diffusion_rad2_per_s=float(initial.rotational_diffusion_rad2_per_s),
         history=pd.concat(histories, ignore_index=True),
     )
+
+
+def _hold_register(
+    rotations: Rotation, shifts_A: np.ndarray, start_rotations: Rotation, start_shifts_A: np.ndarray
+) -> tuple[Rotation, np.ndarray]:
+    """Undo a half set's drift as a whole from its starting geometry: a common turn and 3D shift.
+
+    Turning every frame's orientation by one rotation ``G`` of the map frame, or shifting every
+    frame by the projection of one 3D vector ``D``, moves the map without changing how well it
+    fits its frames, so nothing but the start holds a half set there; two halves that drift
+    apart by a few tenths of an ångström blur their sum and lose their shared atoms. ``G`` is
+    the mean of ``R_start⁻¹ R`` over frames; ``D`` the least-squares solution of
+    ``s − s_start = P R D`` (``P``: the projection on the image plane). Each half is corrected
+    with its own frames only, so the half sets stay independent.
+    """
+    turn = (start_rotations.inv() * rotations).mean()
+    rotations = rotations * turn.inv()
+    moved = np.asarray(shifts_A, float) - np.asarray(start_shifts_A, float)
+    in_plane = rotations.as_matrix()[:, :2, :]  # (n, 2, 3): map vector → image (x, y)
+    offset, *_ = np.linalg.lstsq(in_plane.reshape(-1, 3), moved.reshape(-1), rcond=None)
+    logger.info(
+        "half set register: turned back %.2f deg, shifted back %.2f Å",
+        np.degrees(turn.magnitude()),
+        float(np.linalg.norm(offset)),
+    )
+    return rotations, np.asarray(shifts_A, float) - in_plane @ offset
 
 
 def _diffusion(rotations: Rotation, frames: np.ndarray, frame_rate_hz: float) -> float:

@@ -99,6 +99,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--joint-resolution-A",
+        type=float,
+        default=2.5,
+        metavar="R",
+        help=(
+            "--refinement local: iterations whose band stops short of R [Å] refine all frames "
+            "together before each half set goes on alone (keep R below lattice resolution; "
+            "0: half sets alone from the ab initio step) (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
         "--rounds", type=int, default=4, metavar="N", help="matching rounds (--refinement matching)"
     )
     parser.add_argument(
@@ -325,9 +336,8 @@ def _ctf(folder: Path) -> dict[str, float] | None:
     return {key: float(optics[key]) for key in ("voltage_kV", "defocus_A", "cs_mm")}
 
 
-def _abinitio_options(settings: dict[str, Any], ctf: dict | None) -> dict[str, Any]:
+def _abinitio_options(settings: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of the settings' ab initio method."""
-    # images and projections compared under the same |CTF| (the stack is phase flipped)
     if settings["abinitio"] == "crystal":
         return {
             "lattice_parameter_A": settings["lattice_parameter_A"],
@@ -335,14 +345,12 @@ def _abinitio_options(settings: dict[str, Any], ctf: dict | None) -> dict[str, A
             "n_grid": settings["crystal_grid"],
             "lowpass_A": settings["crystal_band_A"],
             "step_deg": settings["step_deg"],
-            "ctf": ctf,
         }
     return {
         "n_iterations": settings["search_iterations"],
         "n_grid": settings["grid"],
         "initial_lowpass_A": settings["search_band_A"][0],
         "lowpass_A": settings["search_band_A"][1],
-        "ctf": ctf,
     }
 
 
@@ -402,8 +410,10 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         seed=settings["seed"],
         n_starts=settings["n_starts"],
         abinitio=settings["abinitio"],
-        abinitio_options=_abinitio_options(settings, _ctf(path)),
+        ctf=_ctf(path),
+        abinitio_options=_abinitio_options(settings),
         refinement=settings["refinement"],
+        joint_resolution_A=settings.get("joint_resolution_A"),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
         n_threads=settings["n_threads"],
@@ -425,7 +435,11 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     map_attrs = {
         "resolution_fsc0143_A": result.resolution_A,
         "modality": "brownian",
-        "ctf": "phase flipped, |CTF|-weighted (no amplitude correction)",
+        "ctf": (
+            "phase flipped; amplitudes restored by a Wiener-regularised reconstruction"
+            if _ctf(path)
+            else "none"
+        ),
     }
     write_map_zarr(
         path / "map.zarr",
@@ -521,6 +535,10 @@ def run(args: argparse.Namespace) -> int:
             "--starts, --rounds, --iterations, --search-iterations, --grid, --crystal-grid and "
             "--min-agreeing-starts must be at least 1"
         )
+    if args.joint_resolution_A < 0:
+        raise UserError(
+            f"--joint-resolution-A must be 0 (none) or positive, not {args.joint_resolution_A}"
+        )
     if args.starts == 1 and args.min_agreeing_starts > 1:
         log.warning("one ab initio start: whether other seeds reproduce its solution is unchecked")
     if args.truth is not None and not (args.truth / "frames.csv").is_file():
@@ -539,6 +557,7 @@ def run(args: argparse.Namespace) -> int:
         "grid": args.grid,
         "search_band_A": [float(v) for v in args.search_band_A],
         "refinement": args.refinement,
+        "joint_resolution_A": args.joint_resolution_A or None,
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
