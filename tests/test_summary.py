@@ -32,5 +32,14 @@ def test_implausible_lattice_is_suspect():
     assert particle_row("p3", atoms=ATOMS, lattice=_lattice(3.93, 0.6))["status"] == (
         "suspect: atoms 60 pm RMS from their lattice sites"
     )
+    # the half maps disagree at the atoms: most candidates fail the reproducibility test
+    # (demo p003: 575 of 745 rejected; p001 84 of 401, the tomography particle 10 of 680)
+    assert particle_row("p5", atoms=ATOMS, lattice=_lattice(3.96, 0.25), n_rejected=575)[
+        "status"
+    ] == ("suspect: 575 of 775 atom candidates rejected (half maps disagree)")
+    assert (
+        particle_row("p6", atoms=ATOMS, lattice=_lattice(3.96, 0.25), n_rejected=84)["status"]
+        == "ok"
+    )
     # what is missing is reported first
     assert particle_row("p4", lattice=_lattice(6.96, 1.03))["status"] == "missing atoms"

@@ -60,6 +60,10 @@ SUSPECT_DEVIATION_PERCENT = 5.0
 #: An RMS distance of the atoms from their fitted lattice sites above this [pm] means the atoms do
 #: not form the lattice (static disorder and ~20 pm precision give some 10–30 pm).
 SUSPECT_RESIDUAL_PM = 50.0
+#: When the tracer rejects more than this share of its atom candidates (mostly peaks of the full
+#: map that are not detections in both independent half maps), the half maps disagree at the
+#: atoms and the model holds only a part of the particle.
+SUSPECT_REJECTED_FRACTION = 0.5
 
 
 def particle_row(
@@ -69,6 +73,7 @@ def particle_row(
     lattice: Mapping[str, Any] | None = None,
     fsc_table: pd.DataFrame | None = None,
     validation: Mapping[str, Any] | None = None,
+    n_rejected: int | None = None,
 ) -> dict[str, Any]:
     """Summarise one particle.
 
@@ -86,6 +91,8 @@ def particle_row(
         ``fsc``); ``fsc_truth`` when the map was compared with the simulator's truth.
     validation : mapping, optional
         One row of the validation table; its figures are copied with a ``validation_`` prefix.
+    n_rejected : int, optional
+        Atom candidates the tracer rejected after fitting (the traced table's ``n_rejected``).
 
     Returns
     -------
@@ -93,7 +100,8 @@ def particle_row(
         One row; ``status`` is ``"ok"`` when atoms and lattice are present and plausible,
         ``"missing ..."`` naming what is missing, or ``"suspect: ..."`` when the lattice is
         implausible (more than :data:`SUSPECT_DEVIATION_PERCENT` from bulk, or atoms more than
-        :data:`SUSPECT_RESIDUAL_PM` RMS from their lattice sites): such a particle's map or
+        :data:`SUSPECT_RESIDUAL_PM` RMS from their lattice sites), or when the tracer rejected
+        more than :data:`SUSPECT_REJECTED_FRACTION` of its candidates: such a particle's map or
         trace failed, and its figures are not to be read as strain.
     """
     row: dict[str, Any] = {"particle": particle}
@@ -142,6 +150,12 @@ def particle_row(
         residual = row.get("lattice_rms_residual_pm", np.nan)
         if residual > SUSPECT_RESIDUAL_PM:
             reasons.append(f"atoms {residual:.0f} pm RMS from their lattice sites")
+        if atoms is not None and n_rejected:
+            candidates = len(atoms) + int(n_rejected)
+            if n_rejected > SUSPECT_REJECTED_FRACTION * candidates:
+                reasons.append(
+                    f"{n_rejected} of {candidates} atom candidates rejected (half maps disagree)"
+                )
         if reasons and row["status"] == "ok":
             row["status"] = "suspect: " + "; ".join(reasons)
 

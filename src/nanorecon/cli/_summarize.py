@@ -85,8 +85,15 @@ def _read_particle(folder: Path) -> tuple[dict, dict | None]:
     fsc_table = _read_optional_csv(folder / "fsc.csv")
     validation_table = _read_optional_csv(folder / "validation.csv")
     validation = validation_table.iloc[0].to_dict() if validation_table is not None else None
+    traced = folder / "traced" / "atoms.parquet"
+    n_rejected = read_atoms_parquet(traced)[0].attrs.get("n_rejected") if traced.is_file() else None
     row = particle_row(
-        folder.name, atoms=atoms, lattice=lattice, fsc_table=fsc_table, validation=validation
+        folder.name,
+        atoms=atoms,
+        lattice=lattice,
+        fsc_table=fsc_table,
+        validation=validation,
+        n_rejected=n_rejected,
     )
     return row, validation
 
