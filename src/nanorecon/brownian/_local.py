@@ -17,11 +17,20 @@ from ._abinitio import _log_likelihood, _outside_median, _Stage
 from ._drift import _shift_ramp
 from ._prior import smooth_orientations
 
-__all__ = ["LOCAL_BANDS_A", "LocalRefinement", "refine_locally"]
+__all__ = [
+    "LOCAL_BALL_DEG",
+    "LOCAL_BANDS_A",
+    "LOCAL_SHRINK",
+    "LocalRefinement",
+    "refine_locally",
+]
 
 #: Band limit of each iteration of :func:`refine_locally` [Å]: below lattice resolution first,
 #: then at the fcc metals' {111} and {200} fringes (2.2–2.4 Å and 1.9–2.0 Å).
 LOCAL_BANDS_A = (3.0, 2.7, 2.5, 2.3, 2.2, 2.1, 2.0, 2.0, 2.0, 2.0)
+#: Radius and spacing of the first candidate ball [deg], and its shrink per iteration.
+LOCAL_BALL_DEG = (12.0, 4.0)
+LOCAL_SHRINK = 0.75
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +70,9 @@ def refine_locally(
     frame_gaps: ArrayLike | None = None,
     shifts_A: ArrayLike | None = None,
     bands_A: Sequence[float] = LOCAL_BANDS_A,
-    search_radius_deg: float = 12.0,
-    search_step_deg: float = 4.0,
-    shrink: float = 0.75,
+    search_radius_deg: float = LOCAL_BALL_DEG[0],
+    search_step_deg: float = LOCAL_BALL_DEG[1],
+    shrink: float = LOCAL_SHRINK,
     shift_range_A: float = 2.0,
     shift_step_A: float = 0.25,
     shift_sigma_A: float = 0.8,

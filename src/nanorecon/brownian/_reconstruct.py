@@ -17,7 +17,7 @@ from ..refine import atomic_reference, half_set_reconstruction, refine_orientati
 from ._abinitio import _image_stack, _outside_median, _sphere, ab_initio_orientations
 from ._crystal import crystal_orientations
 from ._ctf import WIENER_CONSTANT, phase_flipped_transfer, reconstruction_transfer
-from ._local import LOCAL_BANDS_A, refine_locally
+from ._local import LOCAL_BALL_DEG, LOCAL_BANDS_A, LOCAL_SHRINK, refine_locally
 from ._prior import estimate_rotational_diffusion
 
 __all__ = ["ParticleReconstruction", "reconstruct_particle", "time_block_half_sets"]
@@ -348,8 +348,8 @@ def reconstruct_particle(
     local = dict(local_options or {})
     bands = tuple(local.pop("bands_A", LOCAL_BANDS_A))
     ball = {
-        "search_radius_deg": float(local.pop("search_radius_deg", 12.0)),
-        "search_step_deg": float(local.pop("search_step_deg", 4.0)),
+        "search_radius_deg": float(local.pop("search_radius_deg", LOCAL_BALL_DEG[0])),
+        "search_step_deg": float(local.pop("search_step_deg", LOCAL_BALL_DEG[1])),
     }
     start_shifts = initial.shifts_A
     n_joint = 0
@@ -379,7 +379,7 @@ def reconstruct_particle(
         rotations, start_shifts = joint.rotations, joint.shifts_A
         histories.append(joint.history.assign(half_set=0))
         # the halves go on with the ball where the shared stage left it
-        shrink = float(local.get("shrink", 0.75)) ** max(n_joint - 1, 0)
+        shrink = float(local.get("shrink", LOCAL_SHRINK)) ** max(n_joint - 1, 0)
         ball = {key: value * shrink for key, value in ball.items()}
         bands = bands[n_joint:]
     for half_set in (1, 2):
