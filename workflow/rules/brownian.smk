@@ -81,6 +81,7 @@ checkpoint refine_particles:
         abinitio=brownian_abinitio_options(),
         refinement=config["brownian"]["refinement"],
         joint=config["brownian"]["joint_resolution_A"] or 0,
+        research="" if config["brownian"]["wide_research"] else "--no-wide-research",
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
         seed=config["brownian"]["seed"],
@@ -106,7 +107,7 @@ checkpoint refine_particles:
         "--device {params.device} --particle-diameter-A {params.diameter} --starts {params.starts} "
         "{params.abinitio} "
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
-        "--refinement {params.refinement} --joint-resolution-A {params.joint} "
+        "--refinement {params.refinement} --joint-resolution-A {params.joint} {params.research} "
         "--rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "

@@ -21,6 +21,12 @@ __all__ = [
     "LOCAL_BALL_DEG",
     "LOCAL_BANDS_A",
     "LOCAL_SHRINK",
+    "POLISH_BALL_DEG",
+    "POLISH_BANDS_A",
+    "POLISH_SHRINK",
+    "RESEARCH_BALL_DEG",
+    "RESEARCH_BANDS_A",
+    "RESEARCH_SHRINK",
     "LocalRefinement",
     "refine_locally",
 ]
@@ -31,6 +37,16 @@ LOCAL_BANDS_A = (3.0, 2.7, 2.5, 2.3, 2.2, 2.1, 2.0, 2.0, 2.0, 2.0)
 #: Radius and spacing of the first candidate ball [deg], and its shrink per iteration.
 LOCAL_BALL_DEG = (12.0, 4.0)
 LOCAL_SHRINK = 0.75
+#: Wide re-search of refined frames against their common map: bands from below to just past the
+#: {111} fringes, a 30° ball 6° apart (stretches of frames a local search left on a wrong
+#: optimum lie 10–25° off), halved from the second iteration.
+RESEARCH_BANDS_A = (2.5, 2.3, 2.2)
+RESEARCH_BALL_DEG = (30.0, 6.0)
+RESEARCH_SHRINK = 0.5
+#: The last iterations, each half set on its own, from the re-searched orientations.
+POLISH_BANDS_A = (2.1, 2.0, 2.0, 2.0)
+POLISH_BALL_DEG = (6.0, 2.0)
+POLISH_SHRINK = 0.6
 
 logger = logging.getLogger(__name__)
 

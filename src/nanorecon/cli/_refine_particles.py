@@ -110,6 +110,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--no-wide-research",
+        action="store_true",
+        help=(
+            "--refinement local: skip the wide re-search of all refined frames against their "
+            "common map at lattice resolution (30° ball) and the halves' last iterations from it"
+        ),
+    )
+    parser.add_argument(
         "--rounds", type=int, default=4, metavar="N", help="matching rounds (--refinement matching)"
     )
     parser.add_argument(
@@ -414,6 +422,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         abinitio_options=_abinitio_options(settings),
         refinement=settings["refinement"],
         joint_resolution_A=settings.get("joint_resolution_A"),
+        wide_research=settings.get("wide_research", True),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
         n_threads=settings["n_threads"],
@@ -558,6 +567,7 @@ def run(args: argparse.Namespace) -> int:
         "search_band_A": [float(v) for v in args.search_band_A],
         "refinement": args.refinement,
         "joint_resolution_A": args.joint_resolution_A or None,
+        "wide_research": not args.no_wide_research,
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
