@@ -20,6 +20,7 @@ from nanorecon.brownian import (
 )
 from nanorecon.brownian._reconstruct import _hold_register
 from nanorecon.cli import main
+from nanorecon.cli._refine_particles import resolution_failure
 from nanorecon.geometry import quaternions_from_rotations
 from nanorecon.io import (
     orientations_table,
@@ -110,6 +111,8 @@ def test_half_maps_and_fsc(result, movie):
     assert result.volume.max() > 0  # atoms bright after the contrast flip
     # Measured: 1.4 Å (Nyquist): noise-free atoms, positivity and the support tie the halves.
     assert 1.4 <= result.resolution_A < 3.0
+    # the halves as refined apart, before the wide re-search: the gate's test of the solution
+    assert 1.4 <= result.independent_resolution_A < 3.0
     assert {"spatial_frequency_1_per_A", "fsc"} <= set(result.fsc.columns)
     assert result.fsc["fsc"].iloc[1] > 0.9
     assert result.starts["chosen"].sum() == 1 and len(result.starts) == 2
@@ -150,6 +153,14 @@ def test_half_set_register_is_held():
     errors = np.degrees((rotations * corrected.inv()).magnitude())
     assert errors.max() < 0.3
     assert np.sqrt(((held - start_shifts) ** 2).sum(axis=1).mean()) < 0.1
+
+
+def test_resolution_gate_also_needs_the_halves_refined_apart():
+    assert resolution_failure(1.6, 1.7, 2.0) == ""
+    assert resolution_failure(2.8, 2.8, 2.0).startswith("FSC 0.143 at 2.80 Å, coarser")
+    # a wrong solution whose FSC the shared re-search lifted past the gate still fails it
+    assert "refined apart" in resolution_failure(1.9, 2.8, 2.0)
+    assert resolution_failure(1.6, float("nan"), 2.0) != ""
 
 
 def test_time_blocks_alternate():

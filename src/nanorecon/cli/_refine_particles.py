@@ -51,6 +51,7 @@ REFINEMENT_COLUMNS = [
     "n_frames",
     "n_used",
     "resolution_A",
+    "independent_resolution_A",
     "abinitio_agreeing_starts",
     "abinitio_disagreement_deg",
     "D_r_rad2_per_s",
@@ -378,6 +379,25 @@ def _lattice_parameter(dataset: Path, value: float | None, structure: str) -> fl
         raise UserError(f"{raw}: {error}; pass --lattice-parameter-A") from None
 
 
+def resolution_failure(
+    resolution_A: float, independent_resolution_A: float, max_resolution_A: float
+) -> str:
+    """Why a particle's FSC fails the resolution gate ("" when it passes).
+
+    Both the final half maps and the half sets as refined apart (before the wide re-search,
+    which shares all frames and so lifts a wrong solution's FSC as well) must reach
+    `max_resolution_A` [Å].
+    """
+    if not resolution_A <= max_resolution_A:
+        return f"FSC 0.143 at {resolution_A:.2f} Å, coarser than {max_resolution_A} Å"
+    if not independent_resolution_A <= max_resolution_A:
+        return (
+            f"FSC 0.143 at {independent_resolution_A:.2f} Å with the half sets refined apart "
+            f"(before the re-search), coarser than {max_resolution_A} Å"
+        )
+    return ""
+
+
 def start_agreement(starts: pd.DataFrame) -> tuple[int, float]:
     """Starts that found the chosen solution (itself included), and the median disagreement of
     the other starts with it [deg] (NaN with one start)."""
@@ -461,11 +481,11 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     write_table_csv(path / "abinitio_starts.csv", result.starts)
     write_table_csv(path / "refinement_history.csv", result.history)
     reasons = []
-    if not result.resolution_A <= settings["max_resolution_A"]:
-        reasons.append(
-            f"FSC 0.143 at {result.resolution_A:.2f} Å, coarser than "
-            f"{settings['max_resolution_A']} Å"
-        )
+    too_coarse = resolution_failure(
+        result.resolution_A, result.independent_resolution_A, settings["max_resolution_A"]
+    )
+    if too_coarse:
+        reasons.append(too_coarse)
     agreeing, disagreement_deg = start_agreement(result.starts)
     if agreeing < min(settings["min_agreeing_starts"], len(result.starts)):
         reasons.append(
@@ -479,6 +499,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         "n_frames": int(len(table)),
         "n_used": int(result.used.sum()),
         "resolution_A": float(result.resolution_A),
+        "independent_resolution_A": float(result.independent_resolution_A),
         "abinitio_agreeing_starts": agreeing,
         "abinitio_disagreement_deg": disagreement_deg,
         "D_r_rad2_per_s": float(result.rotational_diffusion_rad2_per_s),
