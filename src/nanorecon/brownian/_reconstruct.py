@@ -501,22 +501,28 @@ def reconstruct_particle(
     refined_rotations, shifts, scores = refine_halves(
         rotations, start_shifts, bands, ball, shrink, "halves"
     )
+
+    def maps(geometry: Rotation, centres_A: np.ndarray, *, full_map: bool) -> Any:
+        """Half maps and FSC (and the full map) of the used frames, through the transfer."""
+        return half_set_reconstruction(
+            stack,
+            geometry,
+            voxel_size_A=pixel_size_A,
+            shifts_A=centres_A,
+            half_sets=halves - 1,
+            full_map=full_map,
+            n_iterations=2 * n_iterations,
+            support=support,
+            n_threads=n_threads,
+            **reconstruction_transfer(transfer, wiener_constant),
+        )
+
     independent_resolution_A = None
     if refinement == "local" and wide_research:
         # The FSC of the halves as refined apart: the re-search below shares all frames at
         # lattice resolution, which lifts a wrong solution's FSC too (the demo's twinned
         # decahedron: 2.8 Å before, 2.1 Å after), so this one is the test of the solution.
-        independent_resolution_A = half_set_reconstruction(
-            stack,
-            refined_rotations,
-            voxel_size_A=pixel_size_A,
-            shifts_A=shifts,
-            half_sets=halves - 1,
-            n_iterations=2 * n_iterations,
-            support=support,
-            n_threads=n_threads,
-            **reconstruction_transfer(transfer, wiener_constant),
-        ).resolution_A
+        independent_resolution_A = maps(refined_rotations, shifts, full_map=False).resolution_A
         logger.info("FSC 0.143 of the half sets refined apart: %.2f Å", independent_resolution_A)
         # Stretches of frames can sit on a wrong optimum 10–25° away that no half map alone
         # pulls them out of; the map of all refined frames, searched in a wide ball at lattice
@@ -539,18 +545,7 @@ def reconstruct_particle(
             POLISH_SHRINK,
             "polish",
         )
-    half = half_set_reconstruction(
-        stack,
-        refined_rotations,
-        voxel_size_A=pixel_size_A,
-        shifts_A=shifts,
-        half_sets=halves - 1,
-        full_map=True,
-        n_iterations=2 * n_iterations,
-        support=support,
-        n_threads=n_threads,
-        **reconstruction_transfer(transfer, wiener_constant),
-    )
+    half = maps(refined_rotations, shifts, full_map=True)
     if callback is not None:
         callback("halves", {"resolution_A": half.resolution_A})
     diffusion = _diffusion(refined_rotations, frames[index], frame_rate_hz)
