@@ -13,6 +13,7 @@ from synthetic_particles import asymmetric_particle
 
 from nanorecon.brownian import (
     align_orientations,
+    high_resolution_bands,
     initial_orientations,
     reconstruct_particle,
     select_frames,
@@ -124,6 +125,7 @@ def test_half_maps_and_fsc(result, movie):
     # refined on its own (gold standard); the wide re-search takes all frames again and each
     # half set ends on its own: every stage's iterations are logged apart
     stages = result.history.groupby(["stage", "half_set"]).size().to_dict()
+    stages = {key: size for key, size in stages.items() if key[0] != "high-resolution"}
     assert stages == {
         ("shared", 0): 2,
         ("halves", 1): 8,
@@ -132,8 +134,29 @@ def test_half_maps_and_fsc(result, movie):
         ("polish", 1): 4,
         ("polish", 2): 4,
     }
+    # then all frames past 2 Å: four iterations at 1.7 Å and four at the 2.1-pixel floor
+    rounds = result.history[result.history.stage == "high-resolution"]
+    assert rounds.half_set.eq(0).all()
+    assert rounds.lowpass_A.round(2).tolist() == [1.7] * 4 + [1.47] * 4
+    assert rounds.search_radius_deg.max() == 3.0
     assert result.history.lowpass_A[result.history.stage == "shared"].min() > 2.5
     assert result.history.search_radius_deg[result.history.stage == "re-search"].max() == 30.0
+
+
+def test_high_resolution_bands():
+    # each 0.85 of the last past the finest band so far, down to 2.1 pixels, none repeated
+    assert high_resolution_bands(2.0, rounds=3, pixel_size_A=0.36) == (1.7, 1.445, 1.228)
+    assert high_resolution_bands(2.0, rounds=5, pixel_size_A=0.36) == (
+        1.7,
+        1.445,
+        1.228,
+        1.044,
+        0.887,
+    )
+    assert high_resolution_bands(2.0, rounds=3, pixel_size_A=0.7) == (1.7, 1.47)
+    # coarse pixels: 2.1 pixels is no finer than the last band, so no round
+    assert high_resolution_bands(2.0, rounds=3, pixel_size_A=1.0) == ()
+    assert high_resolution_bands(2.0, rounds=0, pixel_size_A=0.36) == ()
 
 
 def test_half_set_register_is_held():

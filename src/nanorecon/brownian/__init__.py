@@ -39,7 +39,12 @@ from ._prior import (
     estimate_rotational_diffusion,
     smooth_orientations,
 )
-from ._reconstruct import ParticleReconstruction, reconstruct_particle, time_block_half_sets
+from ._reconstruct import (
+    ParticleReconstruction,
+    high_resolution_bands,
+    reconstruct_particle,
+    time_block_half_sets,
+)
 from ._track import (
     LEFT_FIELD,
     NOT_DETECTED,
@@ -60,6 +65,7 @@ __all__ = [
     "LocalRefinement",
     "refine_locally",
     "ParticleReconstruction",
+    "high_resolution_bands",
     "reconstruct_particle",
     "time_block_half_sets",
     "DiffusionEstimate",

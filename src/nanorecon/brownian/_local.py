@@ -18,6 +18,10 @@ from ._drift import _shift_ramp
 from ._prior import smooth_orientations
 
 __all__ = [
+    "HIGH_RESOLUTION_BALL_DEG",
+    "HIGH_RESOLUTION_FRACTION",
+    "HIGH_RESOLUTION_ITERATIONS",
+    "HIGH_RESOLUTION_SHRINK",
     "LOCAL_BALL_DEG",
     "LOCAL_BANDS_A",
     "LOCAL_SHRINK",
@@ -47,6 +51,12 @@ RESEARCH_SHRINK = 0.5
 POLISH_BANDS_A = (2.1, 2.0, 2.0, 2.0)
 POLISH_BALL_DEG = (6.0, 2.0)
 POLISH_SHRINK = 0.6
+#: Rounds past the {200} fringes, all frames together: each round's band this fraction of the
+#: last (1.7, 1.45, 1.23 Å after 2.0 Å), its ball half the last round's.
+HIGH_RESOLUTION_FRACTION = 0.85
+HIGH_RESOLUTION_ITERATIONS = 4
+HIGH_RESOLUTION_BALL_DEG = (3.0, 1.0)
+HIGH_RESOLUTION_SHRINK = 0.8
 
 logger = logging.getLogger(__name__)
 

@@ -119,6 +119,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--high-resolution-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help=(
+            "--refinement local: at most N rounds past 2 Å (bands 1.7, 1.45, 1.23 Å, …), all "
+            "frames together after the half sets' own refinement (0: none) "
+            "(default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
         "--rounds", type=int, default=4, metavar="N", help="matching rounds (--refinement matching)"
     )
     parser.add_argument(
@@ -443,6 +454,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         refinement=settings["refinement"],
         joint_resolution_A=settings.get("joint_resolution_A"),
         wide_research=settings.get("wide_research", True),
+        high_resolution_rounds=settings.get("high_resolution_rounds", 3),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
         n_threads=settings["n_threads"],
@@ -589,6 +601,7 @@ def run(args: argparse.Namespace) -> int:
         "refinement": args.refinement,
         "joint_resolution_A": args.joint_resolution_A or None,
         "wide_research": not args.no_wide_research,
+        "high_resolution_rounds": args.high_resolution_rounds,
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
