@@ -395,16 +395,16 @@ def resolution_failure(
 ) -> str:
     """Why a particle's FSC fails the resolution gate ("" when it passes).
 
-    Both the final half maps and the half sets as refined apart (before the wide re-search,
-    which shares all frames and so lifts a wrong solution's FSC as well) must reach
-    `max_resolution_A` [Å].
+    Both the final half maps and the half sets as refined apart (before the wide re-search and
+    the high-resolution rounds, which share all frames and so lift a wrong solution's FSC as
+    well) must reach `max_resolution_A` [Å].
     """
     if not resolution_A <= max_resolution_A:
         return f"FSC 0.143 at {resolution_A:.2f} Å, coarser than {max_resolution_A} Å"
     if not independent_resolution_A <= max_resolution_A:
         return (
             f"FSC 0.143 at {independent_resolution_A:.2f} Å with the half sets refined apart "
-            f"(before the re-search), coarser than {max_resolution_A} Å"
+            f"(before the stages that share them), coarser than {max_resolution_A} Å"
         )
     return ""
 
