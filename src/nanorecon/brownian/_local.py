@@ -21,6 +21,7 @@ __all__ = [
     "HIGH_RESOLUTION_BALL_DEG",
     "HIGH_RESOLUTION_FRACTION",
     "HIGH_RESOLUTION_ITERATIONS",
+    "HIGH_RESOLUTION_MIN_BAND_PX",
     "HIGH_RESOLUTION_SHRINK",
     "LOCAL_BALL_DEG",
     "LOCAL_BANDS_A",
@@ -57,6 +58,8 @@ HIGH_RESOLUTION_FRACTION = 0.85
 HIGH_RESOLUTION_ITERATIONS = 4
 HIGH_RESOLUTION_BALL_DEG = (3.0, 1.0)
 HIGH_RESOLUTION_SHRINK = 0.8
+#: Finest band of those rounds [pixels] (refine_locally needs at least two).
+HIGH_RESOLUTION_MIN_BAND_PX = 2.1
 
 logger = logging.getLogger(__name__)
 
