@@ -134,8 +134,10 @@ def test_half_maps_and_fsc(result, movie):
         ("polish", 1): 4,
         ("polish", 2): 4,
     }
-    # then all frames past 2 Å: four iterations at 1.7 Å and four at the 2.1-pixel floor
+    # then all frames past 2 Å: four iterations at 1.7 Å and four at the 2.1-pixel floor (one
+    # variant only: without a CTF there is no transfer to weigh the comparisons by)
     rounds = result.history[result.history.stage == "high-resolution"]
+    assert result.history.kept.all()
     assert rounds.half_set.eq(0).all()
     assert rounds.lowpass_A.round(2).tolist() == [1.7] * 4 + [1.47] * 4
     assert rounds.search_radius_deg.max() == 3.0
@@ -271,7 +273,13 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path):
         for name in ("map.mrc", "fsc.csv", "abinitio_starts.csv", "refined.json"):
             assert (folder / name).is_file(), name
         maps, attrs = read_map_zarr(folder / "map.zarr")
-        assert set(maps) == {"map", "half1", "half2"} and attrs["voxel_size_A"] == PIXEL_SIZE_A
+        assert set(maps) == {"map", "half1", "half2", "mask"}
+        assert attrs["voxel_size_A"] == PIXEL_SIZE_A
+        # the particle's own mask of the rounds past 2 Å: 0 or 1, the centre inside, within the
+        # support sphere of --particle-diameter-A (8 Å radius)
+        assert set(np.unique(maps["mask"])) == {0.0, 1.0}
+        assert maps["mask"][(CLI_SIZE // 2,) * 3] == 1.0
+        assert maps["mask"].sum() * PIXEL_SIZE_A**3 < 4 / 3 * np.pi * 8.0**3
         assert maps["map"].shape == (CLI_SIZE,) * 3
         orientations, _ = read_orientations(folder / "orientations.parquet")
         assert set(orientations.half_set) == {1, 2}

@@ -155,6 +155,14 @@ def test_ci_profile_runs_the_brownian_chain(ci_workflow):
         assert 0 <= validation.orientation_error_median_deg <= validation.orientation_error_p90_deg
         orientations = pd.read_parquet(folder / "orientations.parquet")
         assert set(orientations.half_set) == {1, 2} and len(orientations) == int(row.n_frames)
+        # the rounds past 2 Å ran with and without the |sin χ| weighting (the stacks are phase
+        # flipped), and one of the two was kept
+        history = pd.read_csv(folder / "refinement_history.csv")
+        rounds = history[history.stage.str.startswith("high-resolution")]
+        assert set(rounds.stage) == {"high-resolution-weighted", "high-resolution-unweighted"}
+        assert rounds.groupby("stage").kept.all().sum() == 1
+        assert not rounds.groupby("stage").kept.any().all()
+        assert history.kept[~history.stage.str.startswith("high-resolution")].all()
     # the dataset tables list every particle, traced or not, with its status and orientation error
     particles = pd.read_csv(tables / "particles.csv", keep_default_na=False)
     assert sorted(particles.particle) == sorted(refinement.particle)

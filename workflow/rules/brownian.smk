@@ -83,6 +83,7 @@ checkpoint refine_particles:
         joint=config["brownian"]["joint_resolution_A"] or 0,
         research="" if config["brownian"]["wide_research"] else "--no-wide-research",
         high_resolution=config["brownian"]["high_resolution_rounds"],
+        particle_mask="" if config["brownian"]["particle_mask"] else "--no-particle-mask",
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
         seed=config["brownian"]["seed"],
@@ -109,7 +110,7 @@ checkpoint refine_particles:
         "{params.abinitio} "
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
         "--refinement {params.refinement} --joint-resolution-A {params.joint} {params.research} "
-        "--high-resolution-rounds {params.high_resolution} "
+        "--high-resolution-rounds {params.high_resolution} {params.particle_mask} "
         "--rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "

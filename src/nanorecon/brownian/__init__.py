@@ -24,6 +24,7 @@ from ._detect import DETECTION_COLUMNS, detect_particles, fringe_power_map
 from ._drift import DriftState, estimate_drift
 from ._extract import extract_boxes, fringe_quality, initial_orientations, select_frames
 from ._local import LocalRefinement, refine_locally
+from ._mask import particle_mask, resample_mask
 from ._pipeline import MovieTracking, track_movie
 from ._prepare import (
     GRAPHENE_SPACINGS_A,
@@ -64,6 +65,8 @@ __all__ = [
     "fundamental_zone",
     "LocalRefinement",
     "refine_locally",
+    "particle_mask",
+    "resample_mask",
     "ParticleReconstruction",
     "high_resolution_bands",
     "reconstruct_particle",

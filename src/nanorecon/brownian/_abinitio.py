@@ -15,6 +15,7 @@ from scipy.spatial.transform import Rotation
 from ..backend import asnumpy, get_array_module, get_ndimage_module, supported_float_type
 from ..refine import FourierSliceProjector, reconstruct
 from ._ctf import phase_flipped_transfer
+from ._mask import resample_mask
 from ._prior import brownian_log_prior, estimate_rotational_diffusion, smooth_orientations
 
 __all__ = [
@@ -570,6 +571,7 @@ class _Stage:
         radius_A: float,
         n_threads: int | None,
         ctf: dict | None = None,
+        support: Any = None,
     ):
         xp = get_array_module(images)
         n, size = images.shape[0], images.shape[1]
@@ -590,7 +592,11 @@ class _Stage:
         self.mask = (0.5 * (1 + xp.cos(np.pi * xp.clip((rr - radius_A) / edge + 1, 0, 1)))).astype(
             self.dtype
         )
-        self.support = _sphere(cropped, radius_A / self.pixel_size_A, xp)
+        if support is None:
+            self.support = _sphere(cropped, radius_A / self.pixel_size_A, xp)
+        else:
+            # a particle's own mask, given on the full box
+            self.support = resample_mask(support, cropped, pixel_size_A, self.pixel_size_A)
         self.ctf_weight = None
         if ctf is not None:
             # |sin χ| is the share of each frequency that survives in phase-flipped images: the

@@ -107,6 +107,7 @@ def refine_locally(
     shift_sigma_A: float = 0.8,
     prior_weight: float = 1.0,
     mask_radius_A: float | None = None,
+    support: Any = None,
     ctf: dict | None = None,
     positivity: bool = True,
     reconstruction_iterations: int = 10,
@@ -167,6 +168,10 @@ def refine_locally(
         Weight of the rotational-diffusion prior against the data.
     mask_radius_A : float, optional
         Radius of the circular mask and spherical support [Å]; ``0.45 N`` pixels when None.
+    support : ndarray of bool, shape (N, N, N), optional
+        The map's support (centre at ``N // 2``, the images' pixel size) in place of the sphere
+        of `mask_radius_A`, e.g. the particle's own mask (:func:`particle_mask`); the images'
+        circular mask stays.
     ctf : dict, optional
         Optics of phase-flipped images (``voltage_kV``, ``defocus_A``, ``cs_mm``): comparisons
         are weighted by ``|sin χ|``.
@@ -192,6 +197,8 @@ def refine_locally(
     n, size = images.shape[0], images.shape[1]
     if len(rotations) != n:
         raise ValueError(f"need one rotation per image ({n}), got {len(rotations)}")
+    if support is not None and tuple(support.shape) != (size,) * 3:
+        raise ValueError(f"support must have shape {(size,) * 3}, got {tuple(support.shape)}")
     if len(bands_A) < 1 or min(bands_A) < 2 * pixel_size_A:
         raise ValueError(f"bands_A must be ≥ 2 pixels ({2 * pixel_size_A} Å), got {bands_A}")
     if search_step_deg <= 0 or search_radius_deg < search_step_deg:
@@ -220,7 +227,7 @@ def refine_locally(
     scores = np.zeros(n)
     for iteration, band in enumerate(bands_A):
         centred = _shift_images(images, shifts, pixel_size_A)
-        stage = _Stage(centred, pixel_size_A, float(band), radius_A, n_threads, ctf)
+        stage = _Stage(centred, pixel_size_A, float(band), radius_A, n_threads, ctf, support)
         volume = stage.reconstruct(
             rotations, positivity=positivity, n_iterations=reconstruction_iterations
         )

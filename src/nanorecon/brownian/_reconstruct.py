@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ..backend import asnumpy, get_array_module, supported_float_type
 from ..refine import atomic_reference, half_set_reconstruction, refine_orientations
-from ._abinitio import _image_stack, _outside_median, _sphere, ab_initio_orientations
+from ._abinitio import _image_stack, _outside_median, _sphere, _Stage, ab_initio_orientations
 from ._crystal import crystal_orientations
 from ._ctf import WIENER_CONSTANT, phase_flipped_transfer, reconstruction_transfer
 from ._local import (
@@ -32,8 +32,10 @@ from ._local import (
     RESEARCH_BALL_DEG,
     RESEARCH_BANDS_A,
     RESEARCH_SHRINK,
+    _shift_images,
     refine_locally,
 )
+from ._mask import FRINGE_BAND_A, particle_mask, resample_mask
 from ._prior import estimate_rotational_diffusion
 
 __all__ = [
@@ -86,7 +88,12 @@ class ParticleReconstruction:
     abinitio_rotational_diffusion_rad2_per_s : float
         ``D_r`` of the ab initio orientations [rad²/s].
     history : DataFrame
-        One row per projection-matching round (:attr:`RefinementResult.history`).
+        One row per projection-matching round (:attr:`RefinementResult.history`) or local-search
+        iteration (:attr:`LocalRefinement.history`), with its ``stage``, ``half_set`` (0: all
+        frames) and ``kept`` (False for the rounds past 2 Å that lost to the other weighting).
+    mask : ndarray of bool, shape (N, N, N), or None
+        The particle's own mask that the rounds past 2 Å used as the maps' support
+        (:func:`particle_mask`); None where they kept the sphere of `particle_radius_A`.
     """
 
     rotations: Rotation
@@ -103,6 +110,7 @@ class ParticleReconstruction:
     rotational_diffusion_rad2_per_s: float
     abinitio_rotational_diffusion_rad2_per_s: float
     history: pd.DataFrame
+    mask: Any = None
 
 
 def time_block_half_sets(frames: ArrayLike, *, block_frames: int = 10) -> np.ndarray:
@@ -158,6 +166,7 @@ def reconstruct_particle(
     joint_resolution_A: float | None = 2.5,
     wide_research: bool = True,
     high_resolution_rounds: int = 3,
+    mask_from_map: bool = True,
     n_rounds: int = 4,
     n_iterations: int = 20,
     max_shift_A: float = 2.0,
@@ -208,12 +217,26 @@ def reconstruct_particle(
        1.7, 1.45, 1.23 Å after 2.0 Å, never finer than 2.1 pixels), four iterations each in a
        ball of 3° halved per round. The orientations' information does not end at 2 Å: on the
        demo movie's 2.7 nm sphere (p003) the map of the frames as refined to 2.0 Å let 36 % of
-       the atoms be traced, the same frames refined on to 1.2 Å 65 % (the octahedron's median
-       error 1.4° → 0.9°; with a 15 Å mask instead of 17 Å, p003 reached 97 %, but the
-       octahedron's vertices lie 16 Å out). Each half set refined alone against its own half
-       map at 1.8–1.5 Å went the other way (p003: 10 %), so these rounds share all frames like
-       the re-search, and the FSC that tests the solution is the one before them
-       (`independent_resolution_A`).
+       the atoms be traced. Each half set refined alone against its own half map at 1.8–1.5 Å
+       went the other way (p003: 10 %), so these rounds share all frames like the re-search, and
+       the FSC that tests the solution is the one before them (`independent_resolution_A`).
+       With `mask_from_map` their maps' support is the particle's own mask
+       (:func:`particle_mask`), not the sphere of `particle_radius_A`. With `ctf` the rounds run
+       twice, the comparisons weighted by ``|sin χ|`` and not, and the run whose final map has
+       the finer FSC is kept. From the demo's orientations at 2.0 Å (own mask; recall /
+       precision of the traced atoms, FSC 0.143):
+
+       ========  =========================  =========================
+       particle  weighted                   unweighted
+       ========  =========================  =========================
+       p001      100 % / 100 %, 1.13 Å      94 % / 88 %, 1.67 Å
+       p002      99 % / 100 %, 1.10 Å       100 % / 89 %, 1.12 Å
+       p003      61 % / 82 %, 1.59 Å        94 % / 98 %, 1.33 Å
+       ========  =========================  =========================
+
+       Neither weighting serves all three; the FSC picks the better run each time. The mask
+       made little difference to the weighted runs and much to the unweighted ones (p003: 79 %
+       recall with the 17 Å sphere; p002: 78 % precision).
     5. The two half maps and the full map are reconstructed with the refined geometry; the half
        maps' Fourier shell correlation gives the resolution.
 
@@ -285,6 +308,10 @@ def reconstruct_particle(
         lattice resolution and let each half set end on its own from there (step 3 above).
     high_resolution_rounds : int, optional
         With ``"local"``: at most this many rounds past the last band (step 4 above); 0: none.
+    mask_from_map : bool, optional
+        With those rounds: their maps' support is the particle's own mask
+        (:func:`particle_mask` of the map of all frames at 2.0 Å) instead of the sphere of
+        `particle_radius_A`.
     n_rounds : int, optional
         Projection-matching rounds (the first refines shifts only); ``"matching"`` only.
     n_iterations : int, optional
@@ -418,6 +445,8 @@ def reconstruct_particle(
         stage_shrink: float,
         stage: str,
         half_set: int,
+        support: Any = None,
+        weigh_by_transfer: bool = True,
     ) -> Any:
         """refine_locally on the used frames `members`, its history rows tagged."""
 
@@ -434,7 +463,8 @@ def reconstruct_particle(
             frame_gaps=np.diff(frame_numbers[members]),
             shifts_A=start_shifts_A,
             mask_radius_A=radius_A,
-            ctf=ctf,
+            support=support,
+            ctf=ctf if weigh_by_transfer else None,
             n_threads=n_threads,
             callback=report,
             bands_A=stage_bands,
@@ -570,28 +600,54 @@ def reconstruct_particle(
             POLISH_SHRINK,
             "polish",
         )
+    mask, half = None, None
+    rounds = ()
     if refinement == "local" and high_resolution_rounds > 0:
+        finest = min(float(h.lowpass_A.min()) for h in histories)
+        rounds = high_resolution_bands(
+            finest, rounds=high_resolution_rounds, pixel_size_A=pixel_size_A
+        )
+    if rounds:
         # Past the {200} fringes all frames refine together: each half set alone against its
         # own half map lost the orientations there (see step 4 of the docstring).
-        ball = HIGH_RESOLUTION_BALL_DEG
-        finest = min(float(h.lowpass_A.min()) for h in histories)
-        for band in high_resolution_bands(
-            finest, rounds=high_resolution_rounds, pixel_size_A=pixel_size_A
-        ):
-            refined = search(
-                everyone,
-                refined_rotations,
-                shifts,
-                (band,) * HIGH_RESOLUTION_ITERATIONS,
-                ball,
-                HIGH_RESOLUTION_SHRINK,
-                "high-resolution",
-                0,
-            )
-            refined_rotations, shifts = refined.rotations, refined.shifts_A
-            scores = asnumpy(refined.scores)
-            ball = (ball[0] / 2, ball[1] / 2)
-    half = maps(refined_rotations, shifts, full_map=True)
+        if mask_from_map:
+            mask = _own_mask(stack, refined_rotations, shifts, pixel_size_A, radius_A, n_threads)
+        # Comparisons weighted by |sin χ| or not: on the demo movie each won on one particle
+        # by far, and the final maps' FSC told which (step 4 of the docstring).
+        variants = {"high-resolution": False}
+        if ctf is not None:
+            variants = {"high-resolution-weighted": True, "high-resolution-unweighted": False}
+        outcomes = []
+        for name, weighted in variants.items():
+            geometry = (refined_rotations, shifts, scores)
+            ball = HIGH_RESOLUTION_BALL_DEG
+            for band in rounds:
+                refined = search(
+                    everyone,
+                    geometry[0],
+                    geometry[1],
+                    (band,) * HIGH_RESOLUTION_ITERATIONS,
+                    ball,
+                    HIGH_RESOLUTION_SHRINK,
+                    name,
+                    0,
+                    support=mask,
+                    weigh_by_transfer=weighted,
+                )
+                geometry = (refined.rotations, refined.shifts_A, asnumpy(refined.scores))
+                ball = (ball[0] / 2, ball[1] / 2)
+            outcome = maps(geometry[0], geometry[1], full_map=True)
+            logger.info("%s rounds: FSC 0.143 at %.2f Å", name, outcome.resolution_A)
+            outcomes.append((outcome.resolution_A, name, geometry, outcome))
+        _, kept, (refined_rotations, shifts, scores), half = min(
+            outcomes, key=lambda o: o[0] if np.isfinite(o[0]) else np.inf
+        )
+        if len(outcomes) > 1:
+            logger.info("kept the %s rounds (the finer FSC)", kept)
+        discarded = set(variants) - {kept}
+        histories = [h.assign(kept=~h.stage.isin(discarded)) for h in histories]
+    if half is None:
+        half = maps(refined_rotations, shifts, full_map=True)
     if callback is not None:
         callback("halves", {"resolution_A": half.resolution_A})
     diffusion = _diffusion(refined_rotations, frames[index], frame_rate_hz)
@@ -604,6 +660,9 @@ def reconstruct_particle(
     )
 
     all_rotations, all_shifts = _fill_unused(refined_rotations, shifts, frames, index)
+    history = pd.concat(histories, ignore_index=True)
+    if "kept" not in history:
+        history["kept"] = True
     all_scores = np.full(n, np.nan)
     all_scores[index] = scores
     return ParticleReconstruction(
@@ -622,7 +681,8 @@ def reconstruct_particle(
         starts=initial.starts,
         rotational_diffusion_rad2_per_s=diffusion,
         abinitio_rotational_diffusion_rad2_per_s=float(initial.rotational_diffusion_rad2_per_s),
-        history=pd.concat(histories, ignore_index=True),
+        history=history,
+        mask=mask,
     )
 
 
@@ -647,6 +707,70 @@ def high_resolution_bands(
             break
         bands.append(round(band, 3))
     return tuple(bands)
+
+
+def _own_mask(
+    images: Any,
+    rotations: Rotation,
+    shifts_A: np.ndarray,
+    pixel_size_A: float,
+    radius_A: float,
+    n_threads: int | None,
+) -> Any:
+    """:func:`particle_mask` of the plain map of all frames at 2.0 Å, on the images' grid.
+
+    None (the sphere of `radius_A` stays) when the pixels are too coarse for the fringe band or
+    the map's mask is implausibly small (under a tenth of the sphere).
+    """
+    size = images.shape[1]
+    stage = _Stage(
+        _shift_images(images, shifts_A, pixel_size_A), pixel_size_A, 2.0, radius_A, n_threads
+    )
+    longest, shortest = FRINGE_BAND_A[0], max(FRINGE_BAND_A[1], 2 * stage.pixel_size_A)
+    if shortest >= longest:
+        logger.warning(
+            "pixels of %.2f Å are too coarse for the fringe band %.1f–%.1f Å: the rounds past "
+            "2 Å keep the sphere of %.1f Å as support",
+            pixel_size_A,
+            *FRINGE_BAND_A,
+            radius_A,
+        )
+        return None
+    volume = stage.reconstruct(rotations, positivity=True, n_iterations=10)
+    try:
+        mask = particle_mask(
+            volume,
+            voxel_size_A=stage.pixel_size_A,
+            support=stage.support,
+            band_A=(longest, shortest),
+        )
+    except ValueError as error:
+        logger.warning("no particle mask (%s): the sphere of %.1f Å stays", error, radius_A)
+        return None
+    mask = resample_mask(mask, size, stage.pixel_size_A, pixel_size_A)
+    volume_A3 = float(mask.sum()) * pixel_size_A**3
+    sphere_A3 = 4 / 3 * np.pi * radius_A**3
+    if volume_A3 < 0.1 * sphere_A3:
+        logger.warning(
+            "particle mask of %.0f Å³ is under a tenth of the %.1f Å sphere: the sphere stays",
+            volume_A3,
+            radius_A,
+        )
+        return None
+    xp = get_array_module(mask)
+    offsets = (xp.arange(size) - size // 2) * pixel_size_A
+    reach = xp.sqrt(
+        offsets[:, None, None] ** 2 + offsets[None, :, None] ** 2 + offsets[None, None, :] ** 2
+    )
+    logger.info(
+        "particle mask: %.0f Å³ (a sphere of %.1f Å radius), reaching %.1f Å from the centre "
+        "(the support sphere: %.1f Å)",
+        volume_A3,
+        (3 * volume_A3 / (4 * np.pi)) ** (1 / 3),
+        float(reach[mask].max()),
+        radius_A,
+    )
+    return mask
 
 
 def _hold_register(

@@ -130,6 +130,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--no-particle-mask",
+        action="store_true",
+        help=(
+            "keep the sphere of --particle-diameter-A as the support of the rounds past 2 Å "
+            "instead of the particle's own mask, the map's region of lattice fringes (written to "
+            "map.zarr as `mask`)"
+        ),
+    )
+    parser.add_argument(
         "--rounds", type=int, default=4, metavar="N", help="matching rounds (--refinement matching)"
     )
     parser.add_argument(
@@ -455,6 +464,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         joint_resolution_A=settings.get("joint_resolution_A"),
         wide_research=settings.get("wide_research", True),
         high_resolution_rounds=settings.get("high_resolution_rounds", 3),
+        mask_from_map=settings.get("particle_mask", True),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
         n_threads=settings["n_threads"],
@@ -482,9 +492,13 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
             else "none"
         ),
     }
+    maps = {"map": volume, "half1": halves[0], "half2": halves[1]}
+    if result.mask is not None:
+        # the particle's own mask of the rounds past 2 Å (1 inside), for masked FSCs and viewing
+        maps["mask"] = asnumpy(result.mask).astype(np.float32)
     write_map_zarr(
         path / "map.zarr",
-        {"map": volume, "half1": halves[0], "half2": halves[1]},
+        maps,
         voxel_size_A=pixel_size_A,
         attrs=map_attrs,
     )
@@ -602,6 +616,7 @@ def run(args: argparse.Namespace) -> int:
         "joint_resolution_A": args.joint_resolution_A or None,
         "wide_research": not args.no_wide_research,
         "high_resolution_rounds": args.high_resolution_rounds,
+        "particle_mask": not args.no_particle_mask,
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
         "min_frames": args.min_frames,
