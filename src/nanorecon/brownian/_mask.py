@@ -33,10 +33,12 @@ def particle_mask(
     exceeds `threshold` × its median within `core_radius_A` of the centre, holes filled, within
     `support`. A plain map made under a spherical support holds density out to the support
     (noise and the blur of orientation errors fill it), but only the crystal holds fringes, so
-    the fringe power follows the particle's own shape: on the demo movie's particles the mask's
-    volume is that of a sphere of 15.0 Å for a 13.6 Å sphere, and it reaches 16.5 Å along the
-    vertices of an octahedron 16.0 Å from centre to vertex while holding 40 % of the volume of a
-    17 Å sphere. The smoothing extends it about one σ past the outer atoms.
+    the fringe power follows the particle's own shape: on the demo movie's maps at 2.0 Å the
+    mask's volume is that of a sphere of 15.0 Å for a sphere of atoms 13.6 Å in radius, and of
+    12.2 Å for one of 10.4 Å; for an octahedron whose vertex atoms lie 16.0 Å out it holds 40 %
+    of the volume of a 17 Å sphere and reaches 16.0 Å, so the outer side of the vertex atoms'
+    density lies at or past its edge. The smoothing extends it about one σ past the outer atoms
+    of faces, less at sparse vertices.
 
     Parameters
     ----------
