@@ -256,18 +256,10 @@ class GriddingPlan:
             for a in range(self.width):
                 index = 2 * (iz[:, a, None, None] + iyx).reshape(-1)
                 spread = wz[:, a, None, None] * wyx
-                _scatter_add(xp, target, index, (real[:, None, None] * spread).reshape(-1))
-                _scatter_add(xp, target, index + 1, (imag[:, None, None] * spread).reshape(-1))
+                # ufunc.at: numpy, and cupy >= 12.1 (whose cupyx.scatter_add is deprecated)
+                xp.add.at(target, index, (real[:, None, None] * spread).reshape(-1))
+                xp.add.at(target, index + 1, (imag[:, None, None] * spread).reshape(-1))
         # The adjoint of the unnormalised forward FFT is the unnormalised inverse FFT.
         grid = xp.fft.ifftn(grid, norm="forward")
         (z, y, x), (nz, ny, nx) = self._offsets, self.shape
         return grid[z : z + nz, y : y + ny, x : x + nx] * self._deapodisation
-
-
-def _scatter_add(xp: Any, target: Any, index: Any, values: Any) -> None:
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(target, index, values)
