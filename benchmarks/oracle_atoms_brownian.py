@@ -39,29 +39,21 @@ import pandas as pd
 import zarr
 from scipy.spatial.transform import Rotation
 
+from bench_abinitio import load_particle
 from nanorecon.atoms import trace_atoms
 from nanorecon.brownian._abinitio import _outside_median, _sphere
 from nanorecon.brownian._ctf import phase_flipped_transfer, reconstruction_transfer
-from nanorecon.io import read_orientations, read_particle_stack
+from nanorecon.io import read_orientations
 from nanorecon.refine import half_set_reconstruction
 from nanorecon.validate import score_model
 
 
-def true_geometry(
-    table: pd.DataFrame, rotations: Rotation, frames: pd.DataFrame
-) -> tuple[int, Rotation, np.ndarray, np.ndarray]:
-    """The matched true particle, its rotations, its centres in the pipeline's shift convention,
-    and the pipeline's centring error per frame [Å] (its map's 3D offset and a constant removed).
-    """
-    votes = []
-    for row in table.itertuples():
-        here = frames[frames.frame == row.frame]
-        votes.append(
-            int(here.particle.values[np.argmin(np.hypot(here.x_A - row.x_A, here.y_A - row.y_A))])
-        )
-    particle = int(np.bincount(votes).argmax())
+def centring(
+    table: pd.DataFrame, rotations: Rotation, frames: pd.DataFrame, particle: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The true particle's centres in the pipeline's shift convention, and the pipeline's
+    centring error per frame [Å] (its map's 3D offset and a constant removed)."""
     truth = frames[frames.particle == particle].set_index("frame").loc[table.frame.values]
-    true_rotations = Rotation.from_quat(truth[["qx", "qy", "qz", "qw"]].to_numpy())
     # An image's shift is where the map's origin lands in it: the true centre minus the box's.
     true_shifts = truth[["x_A", "y_A"]].to_numpy() - table[["x_A", "y_A"]].to_numpy()
     true_shifts -= np.median(true_shifts, axis=0)
@@ -75,8 +67,7 @@ def true_geometry(
     residual = (shifts - true_shifts).reshape(-1)
     rows = np.repeat(used, 2)
     fit, *_ = np.linalg.lstsq(design[rows], residual[rows], rcond=None)
-    errors = (residual - design @ fit).reshape(-1, 2)
-    return particle, true_rotations, true_shifts, errors
+    return true_shifts, (residual - design @ fit).reshape(-1, 2)
 
 
 def main() -> None:
@@ -93,11 +84,10 @@ def main() -> None:
     for pid in ids:
         folder = root / pid
         settings = json.loads((folder / "refined.json").read_text())["settings"]
-        images, attrs = read_particle_stack(folder / "stack.zarr")
+        images, ctf, particle, true_rotations = load_particle(folder, args.truth_dir)
         table, rotations = read_orientations(folder / "orientations.parquet")
-        ctf = json.loads((folder / "ctf.json").read_text())
-        pixel = float(attrs["pixel_size_A"])
-        particle, true_rotations, true_shifts, errors = true_geometry(table, rotations, frames)
+        pixel = float(ctf["pixel_size_A"])
+        true_shifts, errors = centring(table, rotations, frames, particle)
         used = table["used"].to_numpy(bool) & (table["weight"].to_numpy() > 0)
         index = np.flatnonzero(used)
         radius_px = settings["particle_radius_A"] / pixel
