@@ -11,9 +11,9 @@ the rotational-diffusion prior on 1 and on 2 local dask workers, and without the
 workers. The workers are local CPU processes (``--threads-per-worker`` threads each); with
 ``--device gpu`` each computes on the GPU (cupy), which they share. Printed: the wall time of
 each run, the speed-up of 2 workers over 1, the peak resident memory of each worker process, and
-per particle the matched true particle, the per-frame
-orientation error after global alignment (median and 90th percentile, hand allowed), the
-gold-standard FSC resolution and the estimated rotational diffusion constant.
+per particle the matched true particle, the per-frame orientation error after global alignment
+(median and 90th percentile, hand allowed), the gold-standard FSC resolution and the estimated
+rotational diffusion constant.
 """
 
 from __future__ import annotations
