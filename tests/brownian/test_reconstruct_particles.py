@@ -22,7 +22,7 @@ from nanorecon.brownian import (
 from nanorecon.brownian._reconstruct import _hold_register
 from nanorecon.cli import main
 from nanorecon.cli._refine_particles import resolution_failure
-from nanorecon.geometry import quaternions_from_rotations
+from nanorecon.geometry import largest_fourier_gap_deg, quaternions_from_rotations
 from nanorecon.io import (
     orientations_table,
     read_map_zarr,
@@ -268,6 +268,11 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path):
     assert list(ok.true_particle) == [1, 3]
     assert (ok.n_frames == 24).all() and (ok.resolution_A > 0).all()
     assert (ok.worker_peak_rss_MB > 50).all() and (ok.seconds > 0).all()
+    # the missing cone of the written orientations of the used frames (a 24-frame tumble leaves one)
+    for pid, gap in ok.set_index("particle").fourier_gap_deg.items():
+        written, found = read_orientations(root / "particles" / pid / "orientations.parquet")
+        assert gap == pytest.approx(largest_fourier_gap_deg(found[written.used.to_numpy()]))
+        assert 10 < gap < 90
     for pid in ("p000", "p003"):
         folder = root / "particles" / pid
         for name in ("map.mrc", "fsc.csv", "abinitio_starts.csv", "refined.json"):

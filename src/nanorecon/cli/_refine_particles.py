@@ -23,7 +23,7 @@ import pandas as pd
 from nanorecon.backend import asnumpy, to_device
 from nanorecon.brownian import align_orientations, reconstruct_particle
 from nanorecon.cli import UserError
-from nanorecon.geometry import rotations_from_quaternions
+from nanorecon.geometry import largest_fourier_gap_deg, rotations_from_quaternions
 from nanorecon.io import (
     atomic_output,
     open_raw_zarr,
@@ -55,6 +55,7 @@ REFINEMENT_COLUMNS = [
     "abinitio_agreeing_starts",
     "abinitio_disagreement_deg",
     "D_r_rad2_per_s",
+    "fourier_gap_deg",
     "seconds",
     "worker",
     "worker_peak_rss_MB",
@@ -530,6 +531,8 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         "abinitio_disagreement_deg": disagreement_deg,
         "D_r_rad2_per_s": float(result.rotational_diffusion_rad2_per_s),
         "D_r_abinitio_rad2_per_s": float(result.abinitio_rotational_diffusion_rad2_per_s),
+        # the map's missing cone: a short movie may view the particle from a cone of directions
+        "fourier_gap_deg": largest_fourier_gap_deg(result.rotations[np.flatnonzero(result.used)]),
     }
     if settings.get("truth"):
         validation = _orientation_validation(path.name, table, result, Path(settings["truth"]))
@@ -680,11 +683,13 @@ def run(args: argparse.Namespace) -> int:
         info = outcome.value if outcome is not None else is_complete(folder, settings)
         rows.append({k: info.get(k) for k in REFINEMENT_COLUMNS})
         log.info(
-            "%s: %s, %d frames, FSC 0.143 at %.2f Å, D_r %.3g rad²/s, %.0f s",
+            "%s: %s, %d frames, FSC 0.143 at %.2f Å, largest Fourier gap %.0f°, D_r %.3g rad²/s, "
+            "%.0f s",
             folder.name,
             info["status"],
             info["n_used"],
             info["resolution_A"],
+            info.get("fourier_gap_deg", float("nan")),  # absent from older markers
             info["D_r_rad2_per_s"],
             info["seconds"],
         )

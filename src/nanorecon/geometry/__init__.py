@@ -18,6 +18,7 @@ Conventions (written down once, used everywhere)
   ``R_k = Rz(tilt_axis_deg) · Ry(θ_k)``.
 """
 
+from ._coverage import largest_fourier_gap_deg
 from ._rotations import (
     euler_from_rotations,
     quaternions_from_rotations,
@@ -28,6 +29,7 @@ from ._rotations import (
 
 __all__ = [
     "euler_from_rotations",
+    "largest_fourier_gap_deg",
     "quaternions_from_rotations",
     "rotations_from_euler",
     "rotations_from_quaternions",
