@@ -99,6 +99,7 @@ def main() -> None:
         elements = sorted(truth["element"].unique()) if "element" in truth else ["Pt"]
         saved = np.asarray(zarr.open_group(folder / "map.zarr", mode="r")["map"]["0"])
         pipeline_shifts = table[["shift_x_A", "shift_y_A"]].to_numpy()
+        support = _sphere(images.shape[1], radius_px, np)
         distance = np.hypot(*errors[index].T)
         print(
             f"{pid} (true particle {particle}, {index.size} frames): centring error median "
@@ -121,7 +122,7 @@ def main() -> None:
                 half_sets=halves - halves.min(),
                 full_map=True,
                 n_iterations=2 * settings["n_iterations"],
-                support=_sphere(images.shape[1], radius_px, np),
+                support=support,
                 **reconstruction_transfer(transfer),
             )
             traced = trace_atoms(
@@ -129,7 +130,7 @@ def main() -> None:
             )
             score = score_model(traced, truth)
             check = ""
-            if label.startswith("pipeline rotations and"):
+            if geometry is rotations and shifts is pipeline_shifts:
                 similarity = np.corrcoef(saved.ravel(), np.asarray(result.volume).ravel())[0, 1]
                 check = f", correlation with map.zarr {similarity:.3f}"
             print(
