@@ -16,9 +16,10 @@ validate`` as the workflow does. Printed, and written to ``OUT/seeds.csv`` and
 
 * per seed and particle: status, ab initio starts that agree, median orientation error, recall,
   precision, RMS position error, lattice-parameter error and run time;
-* per particle and pair of seeds that both refine: how their atom models agree (one-to-one
-  matches within 0.8 Å after alignment, as a share of the larger model, and the RMS distance of
-  the matches [pm]); and the spread of the lattice parameter over seeds.
+* per particle and pair of seeds whose maps were traced (status ok; with ``--trace-failed``
+  every map): how their atom models agree (one-to-one matches within 0.8 Å after alignment, as
+  a share of the larger model, and the RMS distance of the matches [pm]); and the spread of the
+  lattice parameter over seeds.
 
 "The same structure each time" means every seed refines (status ok), the models of every pair
 match atom for atom (share near 1, RMS distance near the models' own error) and the lattice
@@ -126,6 +127,12 @@ def main() -> None:
         help="lattice whose symmetry the seed-to-seed model alignment tries (default: fcc)",
     )
     parser.add_argument(
+        "--trace-failed",
+        action="store_true",
+        help="also trace and score the maps of particles that fail refine-particles' gates "
+        "(the workflow does not trace them)",
+    )
+    parser.add_argument(
         "--refine-options",
         default="--particle-diameter-A 30 --starts 3",
         help="further refine-particles flags (default: the demo's)",
@@ -156,7 +163,7 @@ def main() -> None:
                 "resolution_A": marker["resolution_A"],
                 "seconds": marker["seconds"],
             }
-            if marker["status"] == "ok":
+            if marker["status"] == "ok" or args.trace_failed:
                 true_particle = int(marker["true_particle"])
                 truth = truth_atoms[truth_atoms.particle == true_particle]
                 elements = ",".join(sorted(truth["element"].unique()))
