@@ -26,8 +26,8 @@ validate`` as the workflow does. Printed, and written to ``OUT/seeds.csv`` and
 match atom for atom (share near 1, RMS distance near the models' own error) and the lattice
 parameters agree to well under the 0.3 % target. Seeds run one after another; a finished seed
 (its particles' ``refined.json`` matching) is not recomputed, so an interrupted benchmark
-resumes. On the demo's two cores one seed of four particles takes about 40 min; on one H100
-about 2.5 min per particle.
+resumes (maps refined again are traced again). On the demo's two cores one seed takes 12–20 min
+per pair of particles; on one H100 about 2.5 min per particle.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -76,16 +75,21 @@ def run(command: list[str], log: Path) -> None:
         sys.exit(f"{shlex.join(command)} failed (exit {done.returncode}); see {log}")
 
 
+def _stale(output: Path, marker: Path) -> bool:
+    """Missing, or older than the refinement that wrote the map (refined.json is written last)."""
+    return not output.exists() or output.stat().st_mtime < marker.stat().st_mtime
+
+
 def trace_and_validate(folder: Path, truth_dir: Path, elements: str) -> pd.Series:
     """Trace one refined particle's map and score it; the validation row."""
-    traced = folder / "traced"
-    if not (traced / "atoms.parquet").exists():
+    traced, marker = folder / "traced", folder / "refined.json"
+    if _stale(traced / "atoms.parquet", marker):
         run(
             ["nanorecon", "trace", str(folder / "map.zarr"), str(traced), "--elements", elements],
             folder / "trace.log",
         )
     out = folder / "validation.csv"
-    if not out.exists():
+    if _stale(out, traced / "atoms.parquet"):
         run(
             [
                 "nanorecon",
@@ -134,7 +138,8 @@ def main() -> None:
         "--structure",
         choices=("fcc", "bcc", "sc", "none"),
         default="fcc",
-        help="lattice whose symmetry the seed-to-seed model alignment tries (default: fcc)",
+        help="lattice of the truth-free lattice fit, and whose symmetry the seed-to-seed model "
+        "alignment tries (default: fcc)",
     )
     parser.add_argument(
         "--trace-failed",
@@ -228,5 +233,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()
