@@ -154,8 +154,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    refined = pd.read_csv(args.dataset_dir / "particles.tsv", sep="\t", dtype=str)
-    particles = args.particles or sorted(refined.loc[refined.status == "ok", "particle"])
+    extracted = pd.read_csv(args.dataset_dir / "particles.tsv", sep="\t", dtype=str)
+    particles = args.particles or sorted(extracted.loc[extracted.status == "ok", "particle"])
     truth_atoms = pd.read_csv(args.truth_dir / "atoms.csv")
     rows, models = [], {}
     for seed in args.seeds:
