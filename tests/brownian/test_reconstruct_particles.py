@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ase.cluster import Octahedron
 from scipy.spatial.transform import Rotation
 from synthetic_particles import asymmetric_particle
 
@@ -19,9 +20,9 @@ from nanorecon.brownian import (
     select_frames,
     time_block_half_sets,
 )
-from nanorecon.brownian._reconstruct import _hold_register
+from nanorecon.brownian._reconstruct import _hold_register, _variant_rank
 from nanorecon.cli import main
-from nanorecon.cli._refine_particles import resolution_failure
+from nanorecon.cli._refine_particles import lattice_fit_score, resolution_failure
 from nanorecon.geometry import largest_fourier_gap_deg, quaternions_from_rotations
 from nanorecon.io import (
     orientations_table,
@@ -31,7 +32,12 @@ from nanorecon.io import (
     write_orientations,
     write_particle_stack,
 )
-from nanorecon.simulate import brownian_rotations, make_particle, project_potential
+from nanorecon.simulate import (
+    atoms_to_volume,
+    brownian_rotations,
+    make_particle,
+    project_potential,
+)
 
 FRAME_RATE_HZ = 400.0
 PIXEL_SIZE_A = 0.7
@@ -143,6 +149,67 @@ def test_half_maps_and_fsc(result, movie):
     assert rounds.search_radius_deg.max() == 3.0
     assert result.history.lowpass_A[result.history.stage == "shared"].min() > 2.5
     assert result.history.search_radius_deg[result.history.stage == "re-search"].max() == 30.0
+
+
+def test_map_score_chooses_between_the_high_resolution_runs(movie):
+    """With a CTF the rounds past 2 Å run twice; the caller's map score, not the FSC, keeps one."""
+    calls = []
+
+    def score(volume, half_maps):
+        calls.append((np.array(volume), [np.array(m) for m in half_maps]))
+        return [0.30, 0.12][len(calls) - 1]  # the second run (unweighted) scores better
+
+    result = reconstruct_particle(
+        movie["images"][:32],
+        pixel_size_A=PIXEL_SIZE_A,
+        frame_rate_hz=FRAME_RATE_HZ,
+        n_starts=1,
+        wide_research=False,
+        high_resolution_rounds=1,
+        ctf={"voltage_kV": 300.0, "defocus_A": -300.0, "cs_mm": 0.0},
+        half_set_block_frames=4,
+        map_score=score,
+    )
+    assert len(calls) == 2
+    variants = result.variants.set_index("variant")
+    assert list(variants.index) == ["high-resolution-weighted", "high-resolution-unweighted"]
+    assert variants.score.tolist() == [0.30, 0.12]
+    assert variants.kept.tolist() == [False, True]
+    assert (variants.resolution_A > 0).all()
+    # the kept run's maps are the ones returned, and its iterations the ones marked kept
+    np.testing.assert_array_equal(result.volume, calls[1][0])
+    np.testing.assert_array_equal(result.half_maps[0], calls[1][1][0])
+    kept_stages = set(result.history.stage[result.history.kept])
+    assert "high-resolution-unweighted" in kept_stages
+    assert "high-resolution-weighted" not in kept_stages
+
+
+def test_runs_without_a_score_rank_by_their_fsc():
+    assert _variant_rank(0.1, 1.6) < _variant_rank(0.2, 1.2)  # the score first
+    assert _variant_rank(np.nan, 1.2) < _variant_rank(np.nan, 1.6)  # then the FSC
+    assert _variant_rank(0.5, 1.6) < _variant_rank(np.nan, 1.2)  # unmeasured scores rank last
+    assert _variant_rank(np.nan, 1.6) < _variant_rank(np.nan, np.nan)
+
+
+def test_lattice_fit_score_measures_how_far_the_traced_atoms_lie_from_a_lattice():
+    """The truth-free score of refine-particles: a map of atoms displaced at random from their
+    fcc sites scores their RMS displacement; one of the ideal crystal scores about zero."""
+    voxel_A = 0.36
+    ideal = Octahedron("Pt", 6, 2, latticeconstant=3.92).positions
+    ideal = ideal - ideal.mean(axis=0)
+    rng = np.random.default_rng(0)
+    score = lattice_fit_score(["Pt"], "fcc", voxel_A)
+    for jitter_A in (0.0, 0.1, 0.2):
+        positions = ideal + rng.normal(0.0, jitter_A, ideal.shape)
+        volume = atoms_to_volume(positions, np.ones(len(positions)), (64,) * 3, voxel_A, 0.4)
+        noise = 0.02 * float(volume.max())
+        halves = [volume + rng.normal(0, noise, volume.shape).astype(np.float32) for _ in "12"]
+        displaced_A = np.sqrt(np.mean(np.sum((positions - ideal) ** 2, axis=1)))
+        # measured: 0.000, 0.172 and 0.337 Å for atoms 0, 0.174 and 0.354 Å off their sites
+        assert score(volume, tuple(halves)) == pytest.approx(displaced_A, abs=0.03)
+    # nothing to trace: no score, so the FSC decides
+    flat = np.zeros((32,) * 3, np.float32)
+    assert np.isnan(score(flat, (flat, flat)))
 
 
 def test_high_resolution_bands():
@@ -268,6 +335,9 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path):
     assert list(ok.true_particle) == [1, 3]
     assert (ok.n_frames == 24).all() and (ok.resolution_A > 0).all()
     assert (ok.worker_peak_rss_MB > 50).all() and (ok.seconds > 0).all()
+    # without a CTF the rounds past 2 Å run once, so there is nothing to choose between
+    assert (ok.high_resolution_kept == "high-resolution").all()
+    assert ok.lattice_fit_rms_pm.isna().all()
     # the missing cone of the written orientations of the used frames (a 24-frame tumble leaves one)
     for pid, gap in ok.set_index("particle").fourier_gap_deg.items():
         written, found = read_orientations(root / "particles" / pid / "orientations.parquet")
@@ -275,7 +345,8 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path):
         assert 10 < gap < 90
     for pid in ("p000", "p003"):
         folder = root / "particles" / pid
-        for name in ("map.mrc", "fsc.csv", "abinitio_starts.csv", "refined.json"):
+        names = ("map.mrc", "fsc.csv", "abinitio_starts.csv", "high_resolution_runs.csv")
+        for name in (*names, "refined.json"):
             assert (folder / name).is_file(), name
         maps, attrs = read_map_zarr(folder / "map.zarr")
         assert set(maps) == {"map", "half1", "half2", "mask"}

@@ -84,6 +84,8 @@ checkpoint refine_particles:
         research="" if config["brownian"]["wide_research"] else "--no-wide-research",
         high_resolution=config["brownian"]["high_resolution_rounds"],
         particle_mask="" if config["brownian"]["particle_mask"] else "--no-particle-mask",
+        choose_by=config["brownian"]["choose_by"],
+        structure=config["lattice"]["structure"],
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
         seed=config["brownian"]["seed"],
@@ -111,6 +113,7 @@ checkpoint refine_particles:
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
         "--refinement {params.refinement} --joint-resolution-A {params.joint} {params.research} "
         "--high-resolution-rounds {params.high_resolution} {params.particle_mask} "
+        "--choose-by {params.choose_by} --structure {params.structure} "
         "--rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "

@@ -205,8 +205,8 @@ def brownian_abinitio_options():
     brownian = config["brownian"]
     flags = [f"--abinitio {brownian['abinitio']}"]
     if brownian["abinitio"] == "crystal":
+        # --structure comes with the rule's other flags: the lattice fit of --choose-by needs it
         flags += [
-            f"--structure {config['lattice']['structure']}",
             f"--crystal-grid {brownian['crystal_grid']}",
             f"--crystal-band-A {brownian['crystal_band_A']}",
             f"--step-deg {brownian['step_deg']}",

@@ -14,12 +14,14 @@ import os
 import resource
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from nanorecon.atoms import trace_atoms
 from nanorecon.backend import asnumpy, to_device
 from nanorecon.brownian import align_orientations, reconstruct_particle
 from nanorecon.cli import UserError
@@ -36,7 +38,7 @@ from nanorecon.io import (
     write_orientations,
     write_table_csv,
 )
-from nanorecon.lattice import vegard_lattice_parameter_A
+from nanorecon.lattice import fit_lattice, vegard_lattice_parameter_A
 from nanorecon.parallel import dask_client, map_particles
 from nanorecon.validate import is_centrosymmetric, point_group
 
@@ -56,6 +58,8 @@ REFINEMENT_COLUMNS = [
     "abinitio_disagreement_deg",
     "D_r_rad2_per_s",
     "fourier_gap_deg",
+    "high_resolution_kept",
+    "lattice_fit_rms_pm",
     "seconds",
     "worker",
     "worker_peak_rss_MB",
@@ -140,6 +144,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--choose-by",
+        choices=["lattice", "fsc"],
+        default="lattice",
+        help=(
+            "which run of the rounds past 2 Å to keep (with a CTF they run twice, comparisons "
+            "weighted by |sin χ| and not): lattice = the map whose traced atoms lie closest to "
+            "their fitted --structure lattice (RMS distance, truth-free; a few seconds per map), "
+            "fsc = the finer half-map FSC (default: %(default)s)"
+        ),
+    )
+    parser.add_argument(
         "--rounds", type=int, default=4, metavar="N", help="matching rounds (--refinement matching)"
     )
     parser.add_argument(
@@ -161,7 +176,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--structure",
         choices=["fcc", "bcc", "sc"],
         default="fcc",
-        help="lattice of the crystal reference (default: %(default)s)",
+        help=(
+            "lattice of the crystal reference (--abinitio crystal) and of the maps' lattice fit "
+            "(--choose-by lattice) (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--lattice-parameter-A",
@@ -245,13 +263,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-agreeing-starts",
         type=int,
-        default=2,
+        default=1,
         metavar="N",
         help=(
             "particles where fewer than N ab initio starts (the chosen one included) find the "
-            "same orientations are written but marked failed: a solution that other seeds do not "
-            "reproduce is not trusted, whatever its FSC, since both half sets start from it "
-            "(1: no check; default: %(default)s)"
+            "same orientations are written but marked failed (1: no check, the agreement is only "
+            "reported). Correct crystal chains of one particle can differ by 4–11° (median), "
+            "more than the agreement threshold, so on the demo movie the check stopped more good "
+            "runs than bad ones (default: %(default)s)"
         ),
     )
     parser.add_argument(
@@ -384,6 +403,47 @@ def _abinitio_options(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sheet_elements(dataset: Path) -> list[str]:
+    """The elements named by ``raw.zarr`` (empty when it names none)."""
+    raw = dataset / "raw.zarr"
+    elements = open_raw_zarr(raw)[1].get("elements") if raw.exists() else None
+    return sorted(set(elements or []))
+
+
+def lattice_fit_score(
+    elements: list[str], structure: str, voxel_size_A: float
+) -> Callable[[Any, tuple[Any, Any]], float]:
+    """``map_score`` of :func:`reconstruct_particle`: the RMS distance [Å] of a map's traced
+    atoms (the trace step's defaults) from their fitted ideal `structure` lattice.
+
+    Truth-free. A map whose orientations are better resolves its atoms closer to where a crystal
+    puts them; a real particle's strain adds the same to every map of it, so the figure still
+    ranks maps of one particle. NaN where no lattice can be traced or fitted.
+    """
+
+    def score(volume: Any, half_maps: tuple[Any, Any]) -> float:
+        try:
+            atoms = trace_atoms(
+                asnumpy(volume),
+                voxel_size_A,
+                elements=elements,
+                half_maps=[asnumpy(m) for m in half_maps],
+            )
+            fit = fit_lattice(atoms[["x_A", "y_A", "z_A"]].to_numpy(float), structure=structure)
+        except ValueError as error:
+            log.warning("no lattice fit of a candidate map (%s)", error)
+            return float("nan")
+        log.info(
+            "candidate map: %d atoms traced, %.1f pm from their fitted %s lattice",
+            len(atoms),
+            100 * fit.rms_residual_A,
+            structure,
+        )
+        return float(fit.rms_residual_A)
+
+    return score
+
+
 def _lattice_parameter(dataset: Path, value: float | None, structure: str) -> float:
     """The crystal reference's lattice parameter: given, or the bulk value of the elements."""
     if value is not None:
@@ -391,11 +451,11 @@ def _lattice_parameter(dataset: Path, value: float | None, structure: str) -> fl
             raise UserError(f"--lattice-parameter-A must be positive, not {value}")
         return float(value)
     raw = dataset / "raw.zarr"
-    elements = open_raw_zarr(raw)[1].get("elements") if raw.exists() else None
+    elements = _sheet_elements(dataset)
     if not elements:
         raise UserError(f"{raw} names no elements; pass --lattice-parameter-A")
     try:
-        return vegard_lattice_parameter_A(sorted(set(elements)), structure=structure)
+        return vegard_lattice_parameter_A(elements, structure=structure)
     except ValueError as error:
         raise UserError(f"{raw}: {error}; pass --lattice-parameter-A") from None
 
@@ -468,6 +528,11 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         mask_from_map=settings.get("particle_mask", True),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
+        map_score=(
+            lattice_fit_score(settings["elements"], settings["structure"], pixel_size_A)
+            if settings.get("choose_by") == "lattice"
+            else None
+        ),
         n_threads=settings["n_threads"],
     )
     refined = orientations_table(
@@ -507,6 +572,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     write_table_csv(path / "fsc.csv", result.fsc.rename(columns={"fsc": "fsc_half"}))
     write_table_csv(path / "abinitio_starts.csv", result.starts)
     write_table_csv(path / "refinement_history.csv", result.history)
+    write_table_csv(path / "high_resolution_runs.csv", result.variants)
     reasons = []
     too_coarse = resolution_failure(
         result.resolution_A, result.independent_resolution_A, settings["max_resolution_A"]
@@ -533,6 +599,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         "D_r_abinitio_rad2_per_s": float(result.abinitio_rotational_diffusion_rad2_per_s),
         # the map's missing cone: a short movie may view the particle from a cone of directions
         "fourier_gap_deg": largest_fourier_gap_deg(result.rotations[np.flatnonzero(result.used)]),
+        **_kept_run(result.variants),
     }
     if settings.get("truth"):
         validation = _orientation_validation(path.name, table, result, Path(settings["truth"]))
@@ -559,6 +626,17 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     )
     write_json(path / MARKER, marker)
     return {**marker, "skipped": False}
+
+
+def _kept_run(variants: pd.DataFrame) -> dict[str, Any]:
+    """The kept run of the rounds past 2 Å and its map score as pm ("" and NaN without them)."""
+    kept = variants.loc[variants["kept"].astype(bool)]
+    if kept.empty:
+        return {"high_resolution_kept": "", "lattice_fit_rms_pm": float("nan")}
+    return {
+        "high_resolution_kept": str(kept["variant"].iloc[0]),
+        "lattice_fit_rms_pm": 100 * float(kept["score"].iloc[0]),
+    }
 
 
 def _frame_rate(dataset: Path, value: float | None) -> float:
@@ -627,13 +705,22 @@ def run(args: argparse.Namespace) -> int:
         "min_agreeing_starts": args.min_agreeing_starts,
         "n_threads": args.threads_per_worker,
         "truth": str(args.truth.absolute()) if args.truth is not None else "",
+        "structure": args.structure,
+        "choose_by": args.choose_by,
+        "elements": _sheet_elements(dataset),
     }
+    if args.choose_by == "lattice" and not settings["elements"]:
+        log.warning(
+            "%s names no elements to trace: the runs past 2 Å are chosen by their FSC "
+            "(--choose-by fsc)",
+            dataset / "raw.zarr",
+        )
+        settings["choose_by"] = "fsc"
     if args.abinitio == "crystal":
         if not (args.crystal_band_A > 0 and args.step_deg > 0):
             raise UserError("--crystal-band-A and --step-deg must be positive")
         settings.update(
             {
-                "structure": args.structure,
                 "lattice_parameter_A": _lattice_parameter(
                     dataset, args.lattice_parameter_A, args.structure
                 ),
