@@ -323,10 +323,13 @@ def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if not p.name.startswith(".")}
 
 
-def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path):
+def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path, caplog):
     root = tmp_path / "dataset"
     truth, rotations = _write_dataset(root)
-    assert main(["refine-particles", str(root), "--truth", str(truth), *CHEAP]) == 0
+    with caplog.at_level("WARNING", logger="nanorecon.refine_particles"):
+        assert main(["refine-particles", str(root), "--truth", str(truth), *CHEAP]) == 0
+    # no raw.zarr names the elements, so the lattice fit cannot rank the maps: the FSC does
+    assert "names no elements to trace: the runs past 2 Å are chosen by their FSC" in caplog.text
 
     table = pd.read_csv(root / "refinement.tsv", sep="\t")
     assert list(table.particle) == ["p000", "p003", "p009"]
@@ -343,6 +346,8 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path):
         written, found = read_orientations(root / "particles" / pid / "orientations.parquet")
         assert gap == pytest.approx(largest_fourier_gap_deg(found[written.used.to_numpy()]))
         assert 10 < gap < 90
+        # a wide missing cone is worth a warning in the rule's log
+        assert (f"{pid}: its frames leave a {gap:.0f}° Fourier gap" in caplog.text) == (gap > 50)
     for pid in ("p000", "p003"):
         folder = root / "particles" / pid
         names = ("map.mrc", "fsc.csv", "abinitio_starts.csv", "high_resolution_runs.csv")
