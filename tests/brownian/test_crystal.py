@@ -11,6 +11,7 @@ from nanorecon.brownian import (
     crystal_orientations,
     crystal_reference,
     fundamental_zone,
+    reconstruct_particle,
     so3_grid,
 )
 from nanorecon.brownian._abinitio import _Stage
@@ -62,6 +63,7 @@ def found(crystal_movie):
         n_starts=2,
         n_grid=80_000,
         radii_A=[6.0, 8.0, 10.0],
+        n_alternatives=1,
     )
 
 
@@ -84,6 +86,64 @@ def test_crystal_chain_finds_the_orientations(found, crystal_movie):
     assert found.starts.agreement_deg.max() < 7.0
     assert found.starts.chosen.to_numpy().nonzero()[0][0] == found.starts.mean_score.idxmax()
     assert found.rotational_diffusion_rad2_per_s == pytest.approx(_diffusion())
+
+
+def test_other_starts_are_finished_on_request(found, crystal_movie):
+    """The start not chosen, finished like the chosen one, for a caller that refines both."""
+    assert len(found.alternatives) == 1
+    other = found.alternatives[0]
+    alignment = align_orientations(
+        other.rotations, crystal_movie["rotations"], symmetry=CUBIC_GROUP, centrosymmetric=True
+    )
+    # measured: 5.0° (the chosen start: under 4°); a wrong solution lies tens of degrees off
+    assert np.median(alignment.errors_deg) < 8.0
+    assert other.volume.shape == (56,) * 3 and other.shifts_A.shape == (60, 2)
+    # its own chain, not the chosen one's, on the same starts table
+    apart = align_orientations(
+        other.rotations, found.rotations, symmetry=CUBIC_GROUP, centrosymmetric=True
+    )
+    assert np.median(apart.errors_deg) > 0.1
+    assert other.starts is found.starts and not other.alternatives
+
+
+def test_refining_several_starts_keeps_the_best_scored_map(crystal_movie):
+    calls = []
+
+    def score(volume, half_maps):
+        calls.append(np.array(volume))
+        return [0.4, 0.2][len(calls) - 1]  # the second start refined scores better
+
+    images = crystal_movie["images"][:40]
+    options = {"lattice_parameter_A": 3.98, "n_grid": 20_000, "radii_A": [10.0]}
+    result = reconstruct_particle(
+        images,
+        pixel_size_A=PIXEL_SIZE_A,
+        frame_rate_hz=FRAME_RATE_HZ,
+        contrast="bright",
+        abinitio="crystal",
+        abinitio_options=options,
+        n_starts=2,
+        refine_starts=2,
+        wide_research=False,
+        high_resolution_rounds=0,
+        half_set_block_frames=5,
+        map_score=score,
+    )
+    assert len(calls) == 2
+    np.testing.assert_array_equal(result.volume, calls[1])
+    candidates = result.candidates
+    assert candidates.score.tolist() == [0.4, 0.2] and candidates.kept.tolist() == [False, True]
+    # the chosen start is refined first; both starts' refined figures are in the starts table
+    chosen = int(result.starts.start[result.starts.chosen].iloc[0])
+    assert candidates.start.iloc[0] == chosen
+    starts = result.starts.set_index("start")
+    assert starts.kept.sum() == 1 and not starts.kept[chosen]
+    assert starts.refined_score.notna().all() and (starts.refined_resolution_A > 0).all()
+    assert result.score == 0.2
+    with pytest.raises(ValueError, match="refine_starts"):
+        reconstruct_particle(images, pixel_size_A=PIXEL_SIZE_A, n_starts=2, refine_starts=3)
+    with pytest.raises(ValueError, match="abinitio='crystal'"):
+        reconstruct_particle(images, pixel_size_A=PIXEL_SIZE_A, n_starts=2, refine_starts=2)
 
 
 def test_crystal_chain_without_prior_is_worse(crystal_movie, found):

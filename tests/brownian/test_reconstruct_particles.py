@@ -417,6 +417,11 @@ def test_cli_crystal_reference_needs_the_element(tmp_path: Path, capsys):
     assert "--lattice-parameter-A must be positive" in capsys.readouterr().err
     assert main(["refine-particles", str(root), *CHEAP, "--joint-resolution-A", "-2"]) == 2
     assert "--joint-resolution-A must be 0 (none) or positive" in capsys.readouterr().err
+    assert main(["refine-particles", str(root), *CHEAP, "--refine-starts", "2"]) == 2
+    assert "--refine-starts must be 1 … --starts (1)" in capsys.readouterr().err
+    two = [*CHEAP, "--starts", "2", "--refine-starts", "2"]
+    assert main(["refine-particles", str(root), *two]) == 2
+    assert "--refine-starts above 1 needs --abinitio crystal" in capsys.readouterr().err
     assert not (root / "refinement.tsv").exists()
 
 

@@ -85,6 +85,7 @@ checkpoint refine_particles:
         high_resolution=config["brownian"]["high_resolution_rounds"],
         particle_mask="" if config["brownian"]["particle_mask"] else "--no-particle-mask",
         choose_by=config["brownian"]["choose_by"],
+        refine_starts=config["brownian"]["refine_starts"],
         structure=config["lattice"]["structure"],
         rounds=config["brownian"]["rounds"],
         iterations=config["brownian"]["iterations"],
@@ -113,7 +114,8 @@ checkpoint refine_particles:
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
         "--refinement {params.refinement} --joint-resolution-A {params.joint} {params.research} "
         "--high-resolution-rounds {params.high_resolution} {params.particle_mask} "
-        "--choose-by {params.choose_by} --structure {params.structure} "
+        "--choose-by {params.choose_by} --refine-starts {params.refine_starts} "
+        "--structure {params.structure} "
         "--rounds {params.rounds} "
         "--iterations {params.iterations} --seed {params.seed} "
         "--min-frames {params.min_frames} --max-resolution-A {params.max_resolution} "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -251,6 +251,10 @@ class AbInitioResult:
     shifts_A : ndarray of shape (n, 2) or None
         ``(shift_x_A, shift_y_A)`` of every frame's centre [Å] where the method finds them
         (:func:`crystal_orientations`); None: the boxes are taken as centred.
+    alternatives : list of AbInitioResult
+        Other starts finished as the chosen one was, best scoring first, where the method was
+        asked for them (:func:`crystal_orientations`, ``n_alternatives``); their ``starts``
+        table is this one's.
     """
 
     rotations: Rotation
@@ -263,6 +267,7 @@ class AbInitioResult:
     search_pixel_size_A: float
     history: pd.DataFrame
     shifts_A: np.ndarray | None = None
+    alternatives: list = field(default_factory=list)
 
 
 def ab_initio_orientations(

@@ -149,6 +149,7 @@ def crystal_orientations(
     frame_gaps: ArrayLike | None = None,
     positivity: bool = True,
     final_iterations: int = 30,
+    n_alternatives: int = 0,
     n_threads: int | None = 1,
 ) -> AbInitioResult:
     """Orientations of a crystalline particle's frames from its lattice, with no model of the particle.
@@ -247,6 +248,10 @@ def crystal_orientations(
         Clip negative densities in the map.
     final_iterations : int, optional
         Iterations of the map reconstructed from the chosen orientations.
+    n_alternatives : int, optional
+        Starts other than the chosen one (the best scoring first) finished the same way
+        (symmetry rounds, map) into the result's ``alternatives``, for a caller that refines
+        several starts and judges them by their refined maps.
     n_threads : int, optional
         CPU threads per NUFFT.
 
@@ -406,49 +411,57 @@ def crystal_orientations(
             row.agreement_deg,
             " (chosen)" if row.chosen else "",
         )
-    rotations, shifts = start_rotations[chosen], start_shifts[chosen]
-    # the O-equivalent orientations turn the map about its origin, which must be a lattice site
-    centred = _shift_images(images, shifts, pixel_size_A)
-    if symmetry_rounds > 0:
-        rotations = _break_symmetry(
-            _Stage(centred, pixel_size_A, symmetry_band_A, radius_A, n_threads, ctf),
+
+    def finish(k: int) -> AbInitioResult:
+        """Start `k`'s chain made consistent with the particle's shape, its map and scores."""
+        rotations, shifts = start_rotations[k], start_shifts[k]
+        # the O-equivalent orientations turn the map about its origin, which must be a lattice site
+        centred = _shift_images(images, shifts, pixel_size_A)
+        if symmetry_rounds > 0:
+            rotations = _break_symmetry(
+                _Stage(centred, pixel_size_A, symmetry_band_A, radius_A, n_threads, ctf),
+                rotations,
+                step_deg=step_deg if use_prior else None,
+                frame_gaps=gaps,
+                n_rounds=symmetry_rounds,
+                positivity=positivity,
+            )
+        volume = reconstruct(
+            images,
             rotations,
-            step_deg=step_deg if use_prior else None,
-            frame_gaps=gaps,
-            n_rounds=symmetry_rounds,
+            shifts_A=shifts,
+            voxel_size_A=pixel_size_A,
+            n_iterations=final_iterations,
+            support=_sphere(size, radius_A / pixel_size_A, xp),
             positivity=positivity,
+            n_threads=n_threads,
+        ).volume
+        scores = _Stage(centred, pixel_size_A, lowpass_A, radius_A, n_threads, ctf).correlation_at(
+            volume, rotations
         )
-    volume = reconstruct(
-        images,
-        rotations,
-        shifts_A=shifts,
-        voxel_size_A=pixel_size_A,
-        n_iterations=final_iterations,
-        support=_sphere(size, radius_A / pixel_size_A, xp),
-        positivity=positivity,
-        n_threads=n_threads,
-    ).volume
-    scores = _Stage(centred, pixel_size_A, lowpass_A, radius_A, n_threads, ctf).correlation_at(
-        volume, rotations
-    )
-    step = history[chosen]["step_rms_deg"]
-    if np.isfinite(step):
-        diffusion = np.radians(step) ** 2 * frame_rate_hz / 6
-    else:
-        estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
-        diffusion = estimate.rotational_diffusion_rad2_per_s
-    return AbInitioResult(
-        rotations=rotations,
-        scores=scores,
-        volume=volume,
-        rotational_diffusion_rad2_per_s=float(diffusion),
-        starts=starts,
-        start_rotations=start_rotations,
-        start_volumes=[],
-        search_pixel_size_A=stage.pixel_size_A,
-        history=pd.DataFrame(history),
-        shifts_A=shifts,
-    )
+        step = history[k]["step_rms_deg"]
+        if np.isfinite(step):
+            diffusion = np.radians(step) ** 2 * frame_rate_hz / 6
+        else:
+            estimate = estimate_rotational_diffusion(rotations, frame_rate_hz=frame_rate_hz)
+            diffusion = estimate.rotational_diffusion_rad2_per_s
+        return AbInitioResult(
+            rotations=rotations,
+            scores=scores,
+            volume=volume,
+            rotational_diffusion_rad2_per_s=float(diffusion),
+            starts=starts,
+            start_rotations=start_rotations,
+            start_volumes=[],
+            search_pixel_size_A=stage.pixel_size_A,
+            history=pd.DataFrame(history),
+            shifts_A=shifts,
+        )
+
+    others = [int(k) for k in np.argsort(-np.asarray(start_scores), kind="stable") if k != chosen]
+    result = finish(chosen)
+    result.alternatives.extend(finish(k) for k in others[: max(n_alternatives, 0)])
+    return result
 
 
 def _zone_scores(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -82,7 +82,9 @@ class ParticleReconstruction:
         high-resolution rounds share all frames again (equal to `resolution_A` without them):
         the gold-standard test of the solution [Å].
     starts : DataFrame
-        The ab initio starts (:attr:`AbInitioResult.starts`).
+        The ab initio starts (:attr:`AbInitioResult.starts`), with the refined figures of those
+        refined (``refined_resolution_A``, ``refined_independent_resolution_A``,
+        ``refined_score``; NaN for the others) and ``kept``: the start whose map was kept.
     rotational_diffusion_rad2_per_s : float
         ``D_r`` estimated from the refined orientations of the used frames [rad²/s].
     abinitio_rotational_diffusion_rad2_per_s : float
@@ -97,6 +99,12 @@ class ParticleReconstruction:
     variants : DataFrame
         One row per run of the rounds past 2 Å (``variant``, ``resolution_A``, ``score``: the
         `map_score` of its final map, NaN without one, ``kept``); empty without those rounds.
+    score : float
+        `map_score` of the final map (NaN where it was not needed or not given).
+    candidates : DataFrame
+        One row per ab initio start refined (``start``, ``resolution_A``,
+        ``independent_resolution_A``, ``score``, ``kept``); one row without `refine_starts`.
+        `starts` holds the same figures as ``refined_*`` columns and ``kept``.
     """
 
     rotations: Rotation
@@ -117,6 +125,8 @@ class ParticleReconstruction:
     variants: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["variant", "resolution_A", "score", "kept"])
     )
+    score: float = float("nan")
+    candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def time_block_half_sets(frames: ArrayLike, *, block_frames: int = 10) -> np.ndarray:
@@ -181,6 +191,7 @@ def reconstruct_particle(
     atomic_model_reference: bool = True,
     half_set_block_frames: int = 10,
     map_score: Callable[[Any, tuple[Any, Any]], float] | None = None,
+    refine_starts: int = 1,
     n_threads: int | None = 1,
     callback: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> ParticleReconstruction:
@@ -347,6 +358,12 @@ def reconstruct_particle(
         final map (the CLI's: the RMS distance of the map's traced atoms from their fitted
         lattice [Å]) that chooses between the two runs of the rounds past 2 Å (step 4) in place
         of their FSC; NaN ranks last. The maps are in the images' array module.
+    refine_starts : int, optional
+        With ``abinitio="crystal"``: refine this many ab initio starts (the chosen one, then the
+        best scoring others) through steps 2–5 and keep the one whose final map `map_score`
+        ranks first (then the finer FSC). Correct chains of one particle's starts differ by
+        4–11°, and which of them refines best shows only in the refined maps. Costs about
+        `refine_starts` times the refinement.
     n_threads : int, optional
         CPU threads per NUFFT (one is fastest for small boxes; parallelise over particles).
     callback : callable, optional
@@ -373,6 +390,10 @@ def reconstruct_particle(
         raise ValueError(f"refinement must be 'local' or 'matching', got {refinement!r}")
     if abinitio not in ("crystal", "search"):
         raise ValueError(f"abinitio must be 'crystal' or 'search', got {abinitio!r}")
+    if refine_starts < 1 or refine_starts > n_starts:
+        raise ValueError(f"refine_starts must be 1 … n_starts ({n_starts}), got {refine_starts}")
+    if refine_starts > 1 and abinitio != "crystal":
+        raise ValueError("refine_starts > 1 needs abinitio='crystal'")
     frames = np.arange(n) if frames is None else np.asarray(frames, dtype=np.int64)
     keep = np.ones(n, bool) if used is None else np.asarray(used, dtype=bool).copy()
     if weights is not None:
@@ -407,6 +428,8 @@ def reconstruct_particle(
     ctf = options.get("ctf")
     transfer = None if ctf is None else phase_flipped_transfer(ctf)
     find_orientations = crystal_orientations if abinitio == "crystal" else ab_initio_orientations
+    if refine_starts > 1:
+        options["n_alternatives"] = refine_starts - 1
     initial = find_orientations(
         stack,
         pixel_size_A=pixel_size_A,
@@ -428,299 +451,366 @@ def reconstruct_particle(
             },
         )
 
-    support = _sphere(size, radius_px, xp)
-    reference = None
-    if atomic_model_reference:
+    def refine_from(initial: Any) -> ParticleReconstruction:
+        """Steps 2–5 from one ab initio solution."""
+        support = _sphere(size, radius_px, xp)
+        reference = None
+        if atomic_model_reference:
 
-        def reference(volume: Any) -> Any:
-            return atomic_reference(volume, voxel_size_A=pixel_size_A)
+            def reference(volume: Any) -> Any:
+                return atomic_reference(volume, voxel_size_A=pixel_size_A)
 
-    # Gold standard: at lattice resolution each half set is refined on its own against a map of
-    # its own frames, so neither half map is shaped by the other's frames (a joint
-    # refinement against one, especially an atomic, reference makes the halves agree on its
-    # features whether or not the orientations are right, and the FSC would not tell).
-    rotations = initial.rotations
-    histories = []
-    diffusion_prior = initial.rotational_diffusion_rad2_per_s if use_prior else None
-    if diffusion_prior is not None and not np.isfinite(diffusion_prior):
-        diffusion_prior = None
-    local = dict(local_options or {})
-    bands = tuple(local.pop("bands_A", LOCAL_BANDS_A))
-    ball = (
-        float(local.pop("search_radius_deg", LOCAL_BALL_DEG[0])),
-        float(local.pop("search_step_deg", LOCAL_BALL_DEG[1])),
-    )
-    shrink = float(local.pop("shrink", LOCAL_SHRINK))
-    frame_numbers = frames[index]
-
-    def search(
-        members: np.ndarray,
-        start: Rotation,
-        start_shifts_A: np.ndarray | None,
-        stage_bands: tuple[float, ...],
-        stage_ball: tuple[float, float],
-        stage_shrink: float,
-        stage: str,
-        half_set: int,
-        support: Any = None,
-        weigh_by_transfer: bool = True,
-    ) -> Any:
-        """refine_locally on the used frames `members`, its history rows tagged."""
-
-        def report(i: int, row: Any) -> None:
-            if callback is not None:
-                callback("refine", {"half_set": half_set, "stage": stage, **dict(row)})
-
-        refined = refine_locally(
-            stack[xp.asarray(members)],
-            start,
-            pixel_size_A=pixel_size_A,
-            rotational_diffusion_rad2_per_s=diffusion_prior,
-            frame_rate_hz=frame_rate_hz,
-            frame_gaps=np.diff(frame_numbers[members]),
-            shifts_A=start_shifts_A,
-            mask_radius_A=radius_A,
-            support=support,
-            ctf=ctf if weigh_by_transfer else None,
-            n_threads=n_threads,
-            callback=report,
-            bands_A=stage_bands,
-            search_radius_deg=stage_ball[0],
-            search_step_deg=stage_ball[1],
-            shrink=stage_shrink,
-            **local,
+        # Gold standard: at lattice resolution each half set is refined on its own against a map of
+        # its own frames, so neither half map is shaped by the other's frames (a joint
+        # refinement against one, especially an atomic, reference makes the halves agree on its
+        # features whether or not the orientations are right, and the FSC would not tell).
+        rotations = initial.rotations
+        histories = []
+        diffusion_prior = initial.rotational_diffusion_rad2_per_s if use_prior else None
+        if diffusion_prior is not None and not np.isfinite(diffusion_prior):
+            diffusion_prior = None
+        local = dict(local_options or {})
+        bands = tuple(local.pop("bands_A", LOCAL_BANDS_A))
+        ball = (
+            float(local.pop("search_radius_deg", LOCAL_BALL_DEG[0])),
+            float(local.pop("search_step_deg", LOCAL_BALL_DEG[1])),
         )
-        histories.append(refined.history.assign(half_set=half_set, stage=stage))
-        return refined
+        shrink = float(local.pop("shrink", LOCAL_SHRINK))
+        frame_numbers = frames[index]
 
-    everyone = np.arange(index.size)
-    start_shifts = initial.shifts_A
-    n_joint = 0
-    if refinement == "local" and joint_resolution_A is not None:
-        n_joint = min(sum(1 for band in bands if band > joint_resolution_A), len(bands) - 1)
-    if n_joint:
-        # Shared stage below lattice resolution (the gold standard of RELION-type refinements
-        # starts the halves from one low-resolution model the same way).
-        joint = search(
-            everyone, rotations, start_shifts, bands[:n_joint], ball, shrink, "shared", 0
-        )
-        rotations, start_shifts = joint.rotations, joint.shifts_A
-        # the halves go on with the ball where the shared stage left it
-        ball = (ball[0] * shrink ** max(n_joint - 1, 0), ball[1] * shrink ** max(n_joint - 1, 0))
-        bands = bands[n_joint:]
-    if start_shifts is None:
-        start_shifts = np.zeros((index.size, 2))
+        def search(
+            members: np.ndarray,
+            start: Rotation,
+            start_shifts_A: np.ndarray | None,
+            stage_bands: tuple[float, ...],
+            stage_ball: tuple[float, float],
+            stage_shrink: float,
+            stage: str,
+            half_set: int,
+            support: Any = None,
+            weigh_by_transfer: bool = True,
+        ) -> Any:
+            """refine_locally on the used frames `members`, its history rows tagged."""
 
-    def refine_halves(
-        start: Rotation,
-        start_shifts_A: np.ndarray,
-        stage_bands: tuple[float, ...],
-        stage_ball: tuple[float, float],
-        stage_shrink: float,
-        stage: str,
-    ) -> tuple[Rotation, np.ndarray, np.ndarray]:
-        """Each half set refined alone from `start`, held in its register."""
-        refined_rotations = [None] * index.size
-        refined_shifts = np.zeros((index.size, 2))
-        refined_scores = np.zeros(index.size)
-        for half_set in (1, 2):
-            members = np.flatnonzero(halves == half_set)
-            if refinement == "local":
-                refined = search(
-                    members,
-                    start[members],
-                    start_shifts_A[members],
-                    stage_bands,
-                    stage_ball,
-                    stage_shrink,
-                    stage,
-                    half_set,
-                )
-            else:
-                refined = refine_orientations(
-                    stack[xp.asarray(members)],
-                    start[members],
-                    None,
-                    voxel_size_A=pixel_size_A,
-                    n_rounds=n_rounds,
-                    n_iterations=n_iterations,
-                    max_shift_A=max_shift_A,
-                    lowpass_A=lowpass_A,
-                    final_lowpass_A=final_lowpass_A,
-                    reference=reference,
-                    support=support,
-                    n_threads=n_threads,
-                    callback=lambda i, row, h=half_set: (
-                        None
-                        if callback is None
-                        else callback("refine", {"half_set": h, "stage": stage, **dict(row)})
-                    ),
-                )
-                histories.append(refined.history.assign(half_set=half_set, stage=stage))
-            half_rotations, half_shifts = refined.rotations, asnumpy(refined.shifts_A)
-            if refinement == "local":
-                # keep both halves in the starting map's register (see _hold_register)
-                half_rotations, half_shifts = _hold_register(
-                    half_rotations, half_shifts, start[members], start_shifts_A[members]
-                )
-            for k, member in enumerate(members):
-                refined_rotations[member] = half_rotations[k]
-            refined_shifts[members] = half_shifts
-            refined_scores[members] = asnumpy(refined.scores)
-        return Rotation.concatenate(refined_rotations), refined_shifts, refined_scores
+            def report(i: int, row: Any) -> None:
+                if callback is not None:
+                    callback("refine", {"half_set": half_set, "stage": stage, **dict(row)})
 
-    refined_rotations, shifts, scores = refine_halves(
-        rotations, start_shifts, bands, ball, shrink, "halves"
-    )
+            refined = refine_locally(
+                stack[xp.asarray(members)],
+                start,
+                pixel_size_A=pixel_size_A,
+                rotational_diffusion_rad2_per_s=diffusion_prior,
+                frame_rate_hz=frame_rate_hz,
+                frame_gaps=np.diff(frame_numbers[members]),
+                shifts_A=start_shifts_A,
+                mask_radius_A=radius_A,
+                support=support,
+                ctf=ctf if weigh_by_transfer else None,
+                n_threads=n_threads,
+                callback=report,
+                bands_A=stage_bands,
+                search_radius_deg=stage_ball[0],
+                search_step_deg=stage_ball[1],
+                shrink=stage_shrink,
+                **local,
+            )
+            histories.append(refined.history.assign(half_set=half_set, stage=stage))
+            return refined
 
-    def maps(geometry: Rotation, centres_A: np.ndarray, *, full_map: bool) -> Any:
-        """Half maps and FSC (and the full map) of the used frames, through the transfer."""
-        return half_set_reconstruction(
-            stack,
-            geometry,
-            voxel_size_A=pixel_size_A,
-            shifts_A=centres_A,
-            half_sets=halves - 1,
-            full_map=full_map,
-            n_iterations=2 * n_iterations,
-            support=support,
-            n_threads=n_threads,
-            **reconstruction_transfer(transfer, wiener_constant),
-        )
+        everyone = np.arange(index.size)
+        start_shifts = initial.shifts_A
+        n_joint = 0
+        if refinement == "local" and joint_resolution_A is not None:
+            n_joint = min(sum(1 for band in bands if band > joint_resolution_A), len(bands) - 1)
+        if n_joint:
+            # Shared stage below lattice resolution (the gold standard of RELION-type refinements
+            # starts the halves from one low-resolution model the same way).
+            joint = search(
+                everyone, rotations, start_shifts, bands[:n_joint], ball, shrink, "shared", 0
+            )
+            rotations, start_shifts = joint.rotations, joint.shifts_A
+            # the halves go on with the ball where the shared stage left it
+            ball = (
+                ball[0] * shrink ** max(n_joint - 1, 0),
+                ball[1] * shrink ** max(n_joint - 1, 0),
+            )
+            bands = bands[n_joint:]
+        if start_shifts is None:
+            start_shifts = np.zeros((index.size, 2))
 
-    independent_resolution_A = None
-    if refinement == "local" and (wide_research or high_resolution_rounds > 0):
-        # The FSC of the halves as refined apart: the stages below share all frames at lattice
-        # resolution, which lifts a wrong solution's FSC too (the demo's twinned decahedron:
-        # 2.8 Å before, 2.1 Å after the re-search), so this one is the test of the solution.
-        independent_resolution_A = maps(refined_rotations, shifts, full_map=False).resolution_A
-        logger.info("FSC 0.143 of the half sets refined apart: %.2f Å", independent_resolution_A)
-    if refinement == "local" and wide_research:
-        # Stretches of frames can sit on a wrong optimum 10–25° away that no half map alone
-        # pulls them out of; the map of all refined frames, searched in a wide ball at lattice
-        # resolution, does. Each half set then ends on its own from there.
-        research = search(
-            everyone,
-            refined_rotations,
-            shifts,
-            RESEARCH_BANDS_A,
-            RESEARCH_BALL_DEG,
-            RESEARCH_SHRINK,
-            "re-search",
-            0,
-        )
+        def refine_halves(
+            start: Rotation,
+            start_shifts_A: np.ndarray,
+            stage_bands: tuple[float, ...],
+            stage_ball: tuple[float, float],
+            stage_shrink: float,
+            stage: str,
+        ) -> tuple[Rotation, np.ndarray, np.ndarray]:
+            """Each half set refined alone from `start`, held in its register."""
+            refined_rotations = [None] * index.size
+            refined_shifts = np.zeros((index.size, 2))
+            refined_scores = np.zeros(index.size)
+            for half_set in (1, 2):
+                members = np.flatnonzero(halves == half_set)
+                if refinement == "local":
+                    refined = search(
+                        members,
+                        start[members],
+                        start_shifts_A[members],
+                        stage_bands,
+                        stage_ball,
+                        stage_shrink,
+                        stage,
+                        half_set,
+                    )
+                else:
+                    refined = refine_orientations(
+                        stack[xp.asarray(members)],
+                        start[members],
+                        None,
+                        voxel_size_A=pixel_size_A,
+                        n_rounds=n_rounds,
+                        n_iterations=n_iterations,
+                        max_shift_A=max_shift_A,
+                        lowpass_A=lowpass_A,
+                        final_lowpass_A=final_lowpass_A,
+                        reference=reference,
+                        support=support,
+                        n_threads=n_threads,
+                        callback=lambda i, row, h=half_set: (
+                            None
+                            if callback is None
+                            else callback("refine", {"half_set": h, "stage": stage, **dict(row)})
+                        ),
+                    )
+                    histories.append(refined.history.assign(half_set=half_set, stage=stage))
+                half_rotations, half_shifts = refined.rotations, asnumpy(refined.shifts_A)
+                if refinement == "local":
+                    # keep both halves in the starting map's register (see _hold_register)
+                    half_rotations, half_shifts = _hold_register(
+                        half_rotations, half_shifts, start[members], start_shifts_A[members]
+                    )
+                for k, member in enumerate(members):
+                    refined_rotations[member] = half_rotations[k]
+                refined_shifts[members] = half_shifts
+                refined_scores[members] = asnumpy(refined.scores)
+            return Rotation.concatenate(refined_rotations), refined_shifts, refined_scores
+
         refined_rotations, shifts, scores = refine_halves(
-            research.rotations,
-            research.shifts_A,
-            POLISH_BANDS_A,
-            POLISH_BALL_DEG,
-            POLISH_SHRINK,
-            "polish",
+            rotations, start_shifts, bands, ball, shrink, "halves"
         )
-    mask, half = None, None
-    variant_table = None
-    rounds = ()
-    if refinement == "local" and high_resolution_rounds > 0:
-        finest = min(float(h.lowpass_A.min()) for h in histories)
-        rounds = high_resolution_bands(
-            finest, rounds=high_resolution_rounds, pixel_size_A=pixel_size_A
-        )
-    if rounds:
-        # Past the {200} fringes all frames refine together: each half set alone against its
-        # own half map lost the orientations there (see step 4 of the docstring).
-        if mask_from_map:
-            mask = _own_mask(stack, refined_rotations, shifts, pixel_size_A, radius_A, n_threads)
-        # Comparisons weighted by |sin χ| or not: on the demo movie each won on one particle
-        # by far, and the final maps' FSC told which (step 4 of the docstring).
-        variants = {"high-resolution": False}
-        if ctf is not None:
-            variants = {"high-resolution-weighted": True, "high-resolution-unweighted": False}
-        outcomes = []
-        for name, weighted in variants.items():
-            geometry = (refined_rotations, shifts, scores)
-            ball = HIGH_RESOLUTION_BALL_DEG
-            for band in rounds:
-                refined = search(
-                    everyone,
-                    geometry[0],
-                    geometry[1],
-                    (band,) * HIGH_RESOLUTION_ITERATIONS,
-                    ball,
-                    HIGH_RESOLUTION_SHRINK,
-                    name,
-                    0,
-                    support=mask,
-                    weigh_by_transfer=weighted,
-                )
-                geometry = (refined.rotations, refined.shifts_A, asnumpy(refined.scores))
-                ball = (ball[0] / 2, ball[1] / 2)
-            outcome = maps(geometry[0], geometry[1], full_map=True)
-            score = float("nan")
-            if map_score is not None and len(variants) > 1:
-                score = float(map_score(outcome.volume, tuple(outcome.half_maps)))
-            logger.info(
-                "%s rounds: FSC 0.143 at %.2f Å, map score %.4g", name, outcome.resolution_A, score
-            )
-            outcomes.append((name, geometry, outcome, score))
-        kept, (refined_rotations, shifts, scores), half, _ = min(
-            outcomes, key=lambda o: _variant_rank(o[3], o[2].resolution_A)
-        )
-        if len(outcomes) > 1:
-            scored = any(np.isfinite(o[3]) for o in outcomes)
-            logger.info(
-                "kept the %s rounds (%s)",
-                kept,
-                "the better map score" if scored else "the finer FSC",
-            )
-        variant_table = pd.DataFrame(
-            {
-                "variant": [o[0] for o in outcomes],
-                "resolution_A": [float(o[2].resolution_A) for o in outcomes],
-                "score": [o[3] for o in outcomes],
-                "kept": [o[0] == kept for o in outcomes],
-            }
-        )
-        discarded = set(variants) - {kept}
-        histories = [h.assign(kept=~h.stage.isin(discarded)) for h in histories]
-    if half is None:
-        half = maps(refined_rotations, shifts, full_map=True)
-    if callback is not None:
-        callback("halves", {"resolution_A": half.resolution_A})
-    diffusion = _diffusion(refined_rotations, frames[index], frame_rate_hz)
-    logger.info(
-        "%d of %d frames used; FSC 0.143 at %.2f Å; D_r %.4g rad²/s",
-        index.size,
-        n,
-        half.resolution_A,
-        diffusion,
-    )
 
-    all_rotations, all_shifts = _fill_unused(refined_rotations, shifts, frames, index)
-    history = pd.concat(histories, ignore_index=True)
-    if "kept" not in history:
-        history["kept"] = True
-    all_scores = np.full(n, np.nan)
-    all_scores[index] = scores
-    return ParticleReconstruction(
-        rotations=all_rotations,
-        shifts_A=all_shifts,
-        scores=all_scores,
-        used=keep,
-        half_sets=halves_all,
-        volume=half.volume,
-        half_maps=half.half_maps,
-        fsc=half.fsc,
-        resolution_A=float(half.resolution_A),
-        independent_resolution_A=float(
-            half.resolution_A if independent_resolution_A is None else independent_resolution_A
-        ),
-        starts=initial.starts,
-        rotational_diffusion_rad2_per_s=diffusion,
-        abinitio_rotational_diffusion_rad2_per_s=float(initial.rotational_diffusion_rad2_per_s),
-        history=history,
-        mask=mask,
-        **({} if variant_table is None else {"variants": variant_table}),
+        def maps(geometry: Rotation, centres_A: np.ndarray, *, full_map: bool) -> Any:
+            """Half maps and FSC (and the full map) of the used frames, through the transfer."""
+            return half_set_reconstruction(
+                stack,
+                geometry,
+                voxel_size_A=pixel_size_A,
+                shifts_A=centres_A,
+                half_sets=halves - 1,
+                full_map=full_map,
+                n_iterations=2 * n_iterations,
+                support=support,
+                n_threads=n_threads,
+                **reconstruction_transfer(transfer, wiener_constant),
+            )
+
+        independent_resolution_A = None
+        if refinement == "local" and (wide_research or high_resolution_rounds > 0):
+            # The FSC of the halves as refined apart: the stages below share all frames at lattice
+            # resolution, which lifts a wrong solution's FSC too (the demo's twinned decahedron:
+            # 2.8 Å before, 2.1 Å after the re-search), so this one is the test of the solution.
+            independent_resolution_A = maps(refined_rotations, shifts, full_map=False).resolution_A
+            logger.info(
+                "FSC 0.143 of the half sets refined apart: %.2f Å", independent_resolution_A
+            )
+        if refinement == "local" and wide_research:
+            # Stretches of frames can sit on a wrong optimum 10–25° away that no half map alone
+            # pulls them out of; the map of all refined frames, searched in a wide ball at lattice
+            # resolution, does. Each half set then ends on its own from there.
+            research = search(
+                everyone,
+                refined_rotations,
+                shifts,
+                RESEARCH_BANDS_A,
+                RESEARCH_BALL_DEG,
+                RESEARCH_SHRINK,
+                "re-search",
+                0,
+            )
+            refined_rotations, shifts, scores = refine_halves(
+                research.rotations,
+                research.shifts_A,
+                POLISH_BANDS_A,
+                POLISH_BALL_DEG,
+                POLISH_SHRINK,
+                "polish",
+            )
+        mask, half = None, None
+        variant_table = None
+        rounds = ()
+        if refinement == "local" and high_resolution_rounds > 0:
+            finest = min(float(h.lowpass_A.min()) for h in histories)
+            rounds = high_resolution_bands(
+                finest, rounds=high_resolution_rounds, pixel_size_A=pixel_size_A
+            )
+        if rounds:
+            # Past the {200} fringes all frames refine together: each half set alone against its
+            # own half map lost the orientations there (see step 4 of the docstring).
+            if mask_from_map:
+                mask = _own_mask(
+                    stack, refined_rotations, shifts, pixel_size_A, radius_A, n_threads
+                )
+            # Comparisons weighted by |sin χ| or not: on the demo movie each won on one particle
+            # by far, and the final maps' FSC told which (step 4 of the docstring).
+            variants = {"high-resolution": False}
+            if ctf is not None:
+                variants = {"high-resolution-weighted": True, "high-resolution-unweighted": False}
+            outcomes = []
+            for name, weighted in variants.items():
+                geometry = (refined_rotations, shifts, scores)
+                ball = HIGH_RESOLUTION_BALL_DEG
+                for band in rounds:
+                    refined = search(
+                        everyone,
+                        geometry[0],
+                        geometry[1],
+                        (band,) * HIGH_RESOLUTION_ITERATIONS,
+                        ball,
+                        HIGH_RESOLUTION_SHRINK,
+                        name,
+                        0,
+                        support=mask,
+                        weigh_by_transfer=weighted,
+                    )
+                    geometry = (refined.rotations, refined.shifts_A, asnumpy(refined.scores))
+                    ball = (ball[0] / 2, ball[1] / 2)
+                outcome = maps(geometry[0], geometry[1], full_map=True)
+                score = float("nan")
+                if map_score is not None and len(variants) > 1:
+                    score = float(map_score(outcome.volume, tuple(outcome.half_maps)))
+                logger.info(
+                    "%s rounds: FSC 0.143 at %.2f Å, map score %.4g",
+                    name,
+                    outcome.resolution_A,
+                    score,
+                )
+                outcomes.append((name, geometry, outcome, score))
+            kept, (refined_rotations, shifts, scores), half, _ = min(
+                outcomes, key=lambda o: _variant_rank(o[3], o[2].resolution_A)
+            )
+            if len(outcomes) > 1:
+                scored = any(np.isfinite(o[3]) for o in outcomes)
+                logger.info(
+                    "kept the %s rounds (%s)",
+                    kept,
+                    "the better map score" if scored else "the finer FSC",
+                )
+            variant_table = pd.DataFrame(
+                {
+                    "variant": [o[0] for o in outcomes],
+                    "resolution_A": [float(o[2].resolution_A) for o in outcomes],
+                    "score": [o[3] for o in outcomes],
+                    "kept": [o[0] == kept for o in outcomes],
+                }
+            )
+            discarded = set(variants) - {kept}
+            histories = [h.assign(kept=~h.stage.isin(discarded)) for h in histories]
+        if half is None:
+            half = maps(refined_rotations, shifts, full_map=True)
+        if callback is not None:
+            callback("halves", {"resolution_A": half.resolution_A})
+        diffusion = _diffusion(refined_rotations, frames[index], frame_rate_hz)
+        logger.info(
+            "%d of %d frames used; FSC 0.143 at %.2f Å; D_r %.4g rad²/s",
+            index.size,
+            n,
+            half.resolution_A,
+            diffusion,
+        )
+
+        final_score = float("nan")
+        if variant_table is not None:
+            final_score = float(variant_table.loc[variant_table.kept, "score"].iloc[0])
+        if not np.isfinite(final_score) and map_score is not None and len(candidates) > 1:
+            final_score = float(map_score(half.volume, tuple(half.half_maps)))
+        all_rotations, all_shifts = _fill_unused(refined_rotations, shifts, frames, index)
+        history = pd.concat(histories, ignore_index=True)
+        if "kept" not in history:
+            history["kept"] = True
+        all_scores = np.full(n, np.nan)
+        all_scores[index] = scores
+        return ParticleReconstruction(
+            rotations=all_rotations,
+            shifts_A=all_shifts,
+            scores=all_scores,
+            used=keep,
+            half_sets=halves_all,
+            volume=half.volume,
+            half_maps=half.half_maps,
+            fsc=half.fsc,
+            resolution_A=float(half.resolution_A),
+            independent_resolution_A=float(
+                half.resolution_A if independent_resolution_A is None else independent_resolution_A
+            ),
+            starts=initial.starts,
+            rotational_diffusion_rad2_per_s=diffusion,
+            abinitio_rotational_diffusion_rad2_per_s=float(initial.rotational_diffusion_rad2_per_s),
+            history=history,
+            mask=mask,
+            score=final_score,
+            **({} if variant_table is None else {"variants": variant_table}),
+        )
+
+    candidates = [initial, *initial.alternatives]
+    order = _start_order(initial.starts)
+    refined = []
+    for k, candidate in enumerate(candidates):
+        if len(candidates) > 1:
+            logger.info("refining ab initio start %d (%d of %d)", order[k], k + 1, len(candidates))
+        refined.append(refine_from(candidate))
+    best = min(
+        range(len(refined)), key=lambda k: _variant_rank(refined[k].score, refined[k].resolution_A)
     )
+    if len(refined) > 1:
+        logger.info(
+            "kept the map refined from ab initio start %d (map scores %s)",
+            order[best],
+            ", ".join(f"start {order[k]} {r.score:.4g}" for k, r in enumerate(refined)),
+        )
+    table = pd.DataFrame(
+        {
+            "start": order[: len(refined)],
+            "resolution_A": [r.resolution_A for r in refined],
+            "independent_resolution_A": [r.independent_resolution_A for r in refined],
+            "score": [r.score for r in refined],
+            "kept": [k == best for k in range(len(refined))],
+        }
+    )
+    # each start's refined figures beside its ab initio ones (NaN: not refined)
+    starts = initial.starts.merge(
+        table.rename(
+            columns={
+                "resolution_A": "refined_resolution_A",
+                "independent_resolution_A": "refined_independent_resolution_A",
+                "score": "refined_score",
+            }
+        ),
+        on="start",
+        how="left",
+    )
+    starts["kept"] = starts["kept"].eq(True)
+    return replace(refined[best], candidates=table, starts=starts)
+
+
+def _start_order(starts: pd.DataFrame) -> list[int]:
+    """The chosen start, then the others from the best ``mean_score`` (the order in which
+    :func:`crystal_orientations` finishes its alternatives)."""
+    chosen = starts["chosen"].to_numpy(dtype=bool)
+    first = [int(k) for k in np.flatnonzero(chosen)]
+    others = np.argsort(-starts["mean_score"].to_numpy(dtype=float), kind="stable")
+    return first + [int(k) for k in others if not chosen[k]]
 
 
 def _variant_rank(score: float, resolution_A: float) -> tuple[float, float]:
