@@ -356,8 +356,9 @@ def reconstruct_particle(
     map_score : callable, optional
         ``map_score(volume, (half1, half2)) -> float``, lower is better: a truth-free score of a
         final map (the CLI's: the RMS distance of the map's traced atoms from their fitted
-        lattice [Å]) that chooses between the two runs of the rounds past 2 Å (step 4) in place
-        of their FSC; NaN ranks last. The maps are in the images' array module.
+        lattice [Å]) that chooses between the two runs of the rounds past 2 Å (step 4) and
+        between the refined starts (`refine_starts`) in place of their FSC; NaN ranks last.
+        The maps are in the images' array module.
     refine_starts : int, optional
         With ``abinitio="crystal"``: refine this many ab initio starts (the chosen one, then the
         best scoring others) through steps 2–5 and keep the one whose final map `map_score`
