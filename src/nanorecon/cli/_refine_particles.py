@@ -152,8 +152,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["lattice", "fsc"],
         default="lattice",
         help=(
-            "which run of the rounds past 2 Å to keep (with a CTF they run twice, comparisons "
-            "weighted by |sin χ| and not): lattice = the map whose traced atoms lie closest to "
+            "which map to keep, of the two runs past 2 Å (with a CTF, comparisons weighted by "
+            "|sin χ| and not) and of the starts --refine-starts refines: lattice = the map "
+            "whose traced atoms lie closest to "
             "their fitted --structure lattice (RMS distance, truth-free; a few seconds per map), "
             "fsc = the finer half-map FSC (default: %(default)s)"
         ),
