@@ -734,7 +734,7 @@ def reconstruct_particle(
         final_score = float("nan")
         if variant_table is not None:
             final_score = float(variant_table.loc[variant_table.kept, "score"].iloc[0])
-        if not np.isfinite(final_score) and map_score is not None and len(candidates) > 1:
+        if not np.isfinite(final_score) and map_score is not None and refine_starts > 1:
             final_score = float(map_score(half.volume, tuple(half.half_maps)))
         all_rotations, all_shifts = _fill_unused(refined_rotations, shifts, frames, index)
         history = pd.concat(histories, ignore_index=True)
