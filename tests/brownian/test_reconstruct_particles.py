@@ -346,6 +346,10 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path, caplog
         written, found = read_orientations(root / "particles" / pid / "orientations.parquet")
         assert gap == pytest.approx(largest_fourier_gap_deg(found[written.used.to_numpy()]))
         assert 10 < gap < 90
+        # beside it, the same frames' gap in their true orientations (for the validation rows)
+        true_gap = ok.set_index("particle").true_fourier_gap_deg[pid]
+        used = written.used.to_numpy()
+        assert true_gap == pytest.approx(largest_fourier_gap_deg(rotations[pid][used]))
         # a wide missing cone is worth a warning in the rule's log
         assert (f"{pid}: its frames leave a {gap:.0f}° Fourier gap" in caplog.text) == (gap > 50)
     for pid in ("p000", "p003"):

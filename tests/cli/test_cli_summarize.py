@@ -22,6 +22,8 @@ REFINEMENT = pd.DataFrame(
         "true_particle": [1, 0, pd.NA],
         "orientation_error_median_deg": [24.9, 2.1, np.nan],
         "orientation_error_p90_deg": [34.8, 4.0, np.nan],
+        "fourier_gap_deg": [31.0, 58.0, np.nan],
+        "true_fourier_gap_deg": [30.0, 64.0, np.nan],
     }
 )
 
@@ -74,6 +76,8 @@ def test_all_particles_failed_rewrites_the_tables(dataset: Path):
     assert list(validation.particle) == ["p001", "p002"]
     assert list(validation.true_particle) == [1, 0]
     assert validation.orientation_error_median_deg.iloc[0] == pytest.approx(24.9)
+    assert list(validation.fourier_gap_deg) == [31.0, 58.0]
+    assert list(validation.true_fourier_gap_deg) == [30.0, 64.0]
     assert "recall" not in validation.columns  # the earlier table is gone
     assert pd.read_parquet(dataset / "particles.parquet").shape == particles.shape
 

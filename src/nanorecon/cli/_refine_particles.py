@@ -70,6 +70,7 @@ REFINEMENT_COLUMNS = [
     "true_particle",
     "orientation_error_median_deg",
     "orientation_error_p90_deg",
+    "true_fourier_gap_deg",
 ]
 
 
@@ -388,6 +389,9 @@ def _orientation_validation(
         "orientation_error_p90_deg": float(np.percentile(errors, 90)),
         "orientation_error_median_without_half_turn_deg": float(np.median(strict)),
         "mirrored": bool(alignment.mirrored),
+        # the same frames' gap in their true orientations: a gap beside fourier_gap_deg that is
+        # much narrower means the found orientations bunch up, not that the movie is short
+        "true_fourier_gap_deg": largest_fourier_gap_deg(truth),
     }
 
 
@@ -630,6 +634,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
                     "true_particle",
                     "orientation_error_median_deg",
                     "orientation_error_p90_deg",
+                    "true_fourier_gap_deg",
                 )
             }
         )
@@ -820,6 +825,7 @@ def run(args: argparse.Namespace) -> int:
                 "true_particle",
                 "orientation_error_median_deg",
                 "orientation_error_p90_deg",
+                "true_fourier_gap_deg",
             ]
         )
     with atomic_output(dataset / "refinement.tsv") as tmp:

@@ -113,8 +113,15 @@ def _read_refinement(path: Path) -> pd.DataFrame:
     return table
 
 
-#: refinement.tsv columns copied into the validation rows (simulated movies only)
-ORIENTATION_COLUMNS = ["true_particle", "orientation_error_median_deg", "orientation_error_p90_deg"]
+#: refinement.tsv columns copied into the validation rows (simulated movies only): the
+#: orientation errors, and the largest Fourier gap of the found and of the true orientations
+ORIENTATION_COLUMNS = [
+    "true_particle",
+    "orientation_error_median_deg",
+    "orientation_error_p90_deg",
+    "fourier_gap_deg",
+    "true_fourier_gap_deg",
+]
 #: refinement.tsv columns copied into every particle row: whether other seeds reproduce the
 #: ab initio solution
 REPRODUCIBILITY_COLUMNS = ["abinitio_agreeing_starts", "abinitio_disagreement_deg"]
