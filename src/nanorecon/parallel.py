@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,6 +24,13 @@ from typing import Any, Literal
 from nanorecon.backend import cupy_available
 
 log = logging.getLogger(__name__)
+
+#: the package's loggers, whose records the workers send to the client's log
+PACKAGE_LOGGER = "nanorecon"
+#: the particle whose task the current worker thread runs (it tags the package's log records)
+_running = threading.local()
+_factory_lock = threading.Lock()
+_factory_installed = False
 
 ClusterKind = Literal["auto", "cpu", "gpu"]
 
@@ -118,6 +126,43 @@ def dask_client(
         cluster.close()
 
 
+def _tag_with_particle(
+    factory: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """A log-record factory that prefixes the package's messages with the running particle."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        key = getattr(_running, "key", None)
+        if (
+            key is not None
+            and (record.name + ".").startswith(PACKAGE_LOGGER + ".")
+            and isinstance(record.msg, str)
+        ):
+            record.msg = f"{key}: {record.msg}"
+        return record
+
+    return make
+
+
+def run_logged(function: Callable[..., Any], key: str, level: int, *args: Any) -> Any:
+    """``function(*args)`` on a worker: the package's loggers pass `level` and above, and their
+    messages start with `key` (for :func:`map_particles`, which forwards them to the client)."""
+    global _factory_installed
+    with _factory_lock:
+        if not _factory_installed:
+            logging.setLogRecordFactory(_tag_with_particle(logging.getLogRecordFactory()))
+            _factory_installed = True
+    package = logging.getLogger(PACKAGE_LOGGER)
+    if package.getEffectiveLevel() > level:
+        package.setLevel(level)
+    _running.key = key
+    try:
+        return function(*args)
+    finally:
+        _running.key = None
+
+
 def map_particles(
     function: Callable[..., Any],
     keys: Sequence[str],
@@ -125,10 +170,14 @@ def map_particles(
     *,
     client: Any,
     progress: bool = True,
+    log_level: int = logging.INFO,
 ) -> list[ParticleResult]:
     """Run ``function(*arguments[i])`` for every particle as one dask task each.
 
     A failing particle does not stop the others: its error is returned in its :class:`ParticleResult`.
+    The package's log records on the workers (``nanorecon.*``, `log_level` and above) reach the
+    client's log, each message prefixed with its particle, so that a long task shows its progress
+    in the rule's log.
 
     Parameters
     ----------
@@ -142,6 +191,8 @@ def map_particles(
         From :func:`dask_client`.
     progress : bool, optional
         Show a progress bar on stderr.
+    log_level : int, optional
+        Lowest level of the workers' records that are forwarded (default ``logging.INFO``).
 
     Returns
     -------
@@ -154,8 +205,14 @@ def map_particles(
     if len(keys) != len(arguments):
         raise ValueError(f"got {len(keys)} keys but {len(arguments)} argument tuples")
     name = getattr(function, "__name__", "task")
+    # a worker in this process logs through this process's handlers already (forwarding its
+    # records would hand them back to the forwarding handler, without end)
+    if os.getpid() not in client.run(os.getpid).values():
+        client.forward_logging(PACKAGE_LOGGER, level=log_level)
     futures = {
-        client.submit(function, *args, key=f"{name}-{key}", pure=False): key
+        client.submit(
+            run_logged, function, key, log_level, *args, key=f"{name}-{key}", pure=False
+        ): key
         for key, args in zip(keys, arguments, strict=True)
     }
     results: dict[str, ParticleResult] = {}

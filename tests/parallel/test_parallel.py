@@ -6,7 +6,9 @@ Workers import task functions by reference, so the tasks here are library functi
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +50,49 @@ def test_a_failing_particle_does_not_stop_the_others(cpu_client):
     assert [r.ok for r in results] == [True, False, True]
     assert results[0].value == 2.0 and results[2].value == 3.0
     assert results[1].error == "ValueError: math domain error"
+
+
+def _wait_for(caplog, text: str, seconds: float = 10.0) -> None:
+    """Forwarded records arrive by the scheduler's event stream, just after the results."""
+    deadline = time.monotonic() + seconds
+    while text not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_worker_log_records_reach_the_client_log_tagged_with_their_particle(cpu_client, caplog):
+    worker_log = logging.getLogger("nanorecon.test_parallel")  # a Logger pickles by name
+    with caplog.at_level(logging.INFO):
+        (done,) = map_particles(
+            worker_log.info, ["p007"], [("FSC 0.143 at %.2f Å",  1.13)], client=cpu_client,
+            progress=False,
+        )  # fmt: skip
+        assert done.ok
+        _wait_for(caplog, "p007: FSC 0.143 at 1.13 Å")
+        map_particles(
+            worker_log.debug, ["p008"], [("every iteration",)], client=cpu_client, progress=False
+        )
+        map_particles(
+            worker_log.info, ["p009"], [("not forwarded",)], client=cpu_client,
+            progress=False, log_level=logging.WARNING,
+        )  # fmt: skip
+        time.sleep(1.0)
+    assert "p007: FSC 0.143 at 1.13 Å" in caplog.text
+    assert caplog.text.count("FSC 0.143") == 1
+    assert "every iteration" not in caplog.text  # below log_level
+    assert "not forwarded" not in caplog.text  # below this call's log_level
+
+
+def test_workers_in_this_process_log_each_record_once(caplog):
+    from distributed import Client, LocalCluster
+
+    worker_log = logging.getLogger("nanorecon.test_parallel")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client, caplog.at_level(logging.INFO):
+            map_particles(worker_log.info, ["p003"], [("traced",)], client=client, progress=False)
+            _wait_for(caplog, "p003: traced")
+            time.sleep(1.0)
+    # a worker thread's record reaches this process's handlers directly, and is not forwarded
+    assert caplog.text.count("p003: traced") == 1
 
 
 def test_existing_scheduler_address_is_used():
