@@ -497,6 +497,13 @@ def reconstruct_particle(
                 if callback is not None:
                     callback("refine", {"half_set": half_set, "stage": stage, **dict(row)})
 
+            logger.info(
+                "%s stage, %s (%d frames): bands %s Å",
+                stage,
+                f"half set {half_set}" if half_set else "all frames",
+                members.size,
+                ", ".join(f"{band:.2f}" for band in stage_bands),
+            )
             refined = refine_locally(
                 stack[xp.asarray(members)],
                 start,
