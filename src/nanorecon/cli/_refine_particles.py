@@ -389,8 +389,9 @@ def _orientation_validation(
         "orientation_error_p90_deg": float(np.percentile(errors, 90)),
         "orientation_error_median_without_half_turn_deg": float(np.median(strict)),
         "mirrored": bool(alignment.mirrored),
-        # the same frames' gap in their true orientations: a gap beside fourier_gap_deg that is
-        # much narrower means the found orientations bunch up, not that the movie is short
+        # the same frames' gap in their true orientations: a found gap (fourier_gap_deg) much
+        # wider than it means the found orientations bunch up; much narrower, that they spread
+        # onto symmetry-equivalent views (the octahedron's true 64° became 33°)
         "true_fourier_gap_deg": largest_fourier_gap_deg(truth),
     }
 
