@@ -191,7 +191,7 @@ def test_runs_without_a_score_rank_by_their_fsc():
     assert _variant_rank(np.nan, 1.6) < _variant_rank(np.nan, np.nan)
 
 
-def test_lattice_fit_score_measures_how_far_the_traced_atoms_lie_from_a_lattice():
+def test_lattice_fit_score_measures_how_far_the_traced_atoms_lie_from_a_lattice(caplog):
     """The truth-free score of refine-particles: a map of atoms displaced at random from their
     fcc sites scores their RMS displacement; one of the ideal crystal scores about zero."""
     voxel_A = 0.36
@@ -207,6 +207,14 @@ def test_lattice_fit_score_measures_how_far_the_traced_atoms_lie_from_a_lattice(
         displaced_A = np.sqrt(np.mean(np.sum((positions - ideal) ** 2, axis=1)))
         # measured: 0.000, 0.172 and 0.337 Å for atoms 0, 0.174 and 0.354 Å off their sites
         assert score(volume, tuple(halves)) == pytest.approx(displaced_A, abs=0.03)
+    # the log also counts the sites a map left empty: here the centre atom, lost
+    centre = np.argmin(np.linalg.norm(ideal, axis=1))
+    lost = np.delete(ideal, centre, axis=0)
+    volume = atoms_to_volume(lost, np.ones(len(lost)), (64,) * 3, voxel_A, 0.4)
+    with caplog.at_level("INFO", logger="nanorecon.refine_particles"):
+        score(volume, (volume, volume))
+    assert f"{len(lost)} atoms traced" in caplog.text
+    assert "(0 outliers left out, 1 empty sites inside)" in caplog.text
     # nothing to trace: no score, so the FSC decides
     flat = np.zeros((32,) * 3, np.float32)
     assert np.isnan(score(flat, (flat, flat)))

@@ -38,7 +38,7 @@ from nanorecon.io import (
     write_orientations,
     write_table_csv,
 )
-from nanorecon.lattice import fit_lattice, vegard_lattice_parameter_A
+from nanorecon.lattice import empty_sites_inside, fit_lattice, vegard_lattice_parameter_A
 from nanorecon.parallel import dask_client, map_particles
 from nanorecon.validate import is_centrosymmetric, point_group
 
@@ -451,15 +451,21 @@ def lattice_fit_score(
                 elements=elements,
                 half_maps=[asnumpy(m) for m in half_maps],
             )
-            fit = fit_lattice(atoms[["x_A", "y_A", "z_A"]].to_numpy(float), structure=structure)
+            positions = atoms[["x_A", "y_A", "z_A"]].to_numpy(float)
+            fit = fit_lattice(positions, structure=structure)
         except ValueError as error:
             log.warning("no lattice fit of a candidate map (%s)", error)
             return float("nan")
+        # not in the score yet: whether a map lost atoms (empty sites) or traced stray ones
+        # (outliers, which the RMS leaves out); a map can fit well because it lost its worst atoms
         log.info(
-            "candidate map: %d atoms traced, %.1f pm from their fitted %s lattice",
+            "candidate map: %d atoms traced, %.1f pm from their fitted %s lattice "
+            "(%d outliers left out, %d empty sites inside)",
             len(atoms),
             100 * fit.rms_residual_A,
             structure,
+            int((~fit.fitted).sum()),
+            len(empty_sites_inside(positions, fit)),
         )
         return float(fit.rms_residual_A)
 

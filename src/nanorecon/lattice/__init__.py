@@ -19,6 +19,7 @@ from ._fit import CUBIC_ROTATIONS, LatticeFit, fit_lattice, nearest_sites
 from ._neighbours import coordination_numbers, nearest_neighbour_distance_A, radial_distance_profile
 from ._strain import STRAIN_COLUMNS, local_strain, strain_components, strain_matrices
 from ._twins import find_twin_planes
+from ._vacancies import empty_sites_inside
 
 __all__ = [
     "CUBIC_ROTATIONS",
@@ -31,6 +32,7 @@ __all__ = [
     "common_neighbour_analysis",
     "coordination_numbers",
     "depth_below_surface_A",
+    "empty_sites_inside",
     "find_twin_planes",
     "fit_lattice",
     "local_strain",

@@ -1,0 +1,46 @@
+"""Empty sites inside a traced particle: the atoms a map lost are found, a whole particle has none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from nanorecon.lattice import empty_sites_inside, fit_lattice
+
+A = 3.92  # Pt [Å]
+
+
+def _fcc_sphere(radius_A: float) -> np.ndarray:
+    """An fcc sphere, turned and shifted off the axes."""
+    h = np.arange(-8, 9)
+    hkl = np.stack(np.meshgrid(h, h, h, indexing="ij"), axis=-1).reshape(-1, 3)
+    hkl = hkl[hkl.sum(axis=1) % 2 == 0]
+    sites = hkl * A / 2
+    sites = sites[np.linalg.norm(sites, axis=1) <= radius_A]
+    return Rotation.from_euler("zyz", [20, 35, -50], degrees=True).apply(sites) + [0.7, -0.4, 1.1]
+
+
+def test_the_removed_interior_atoms_are_the_empty_sites():
+    atoms = _fcc_sphere(11.0)
+    centre = atoms.mean(axis=0)
+    interior = np.flatnonzero(np.linalg.norm(atoms - centre, axis=1) < 6.0)
+    removed = interior[[0, 3, 7]]
+    kept = np.delete(atoms, removed, axis=0)
+    fit = fit_lattice(kept, structure="fcc")
+    assert len(empty_sites_inside(atoms, fit_lattice(atoms, structure="fcc"))) == 0
+    empty = empty_sites_inside(kept, fit)
+    assert len(empty) == 3
+    order = np.lexsort(empty.T)
+    assert empty[order] == pytest.approx(atoms[removed][np.lexsort(atoms[removed].T)], abs=0.01)
+    # an atom displaced by less than the tolerance still fills its site
+    jittered = kept + np.random.default_rng(0).normal(scale=0.15, size=kept.shape)
+    assert len(empty_sites_inside(jittered, fit)) == 3
+
+
+def test_sets_without_volume_have_no_inside():
+    atoms = _fcc_sphere(8.0)
+    fit = fit_lattice(atoms, structure="fcc")
+    assert empty_sites_inside(atoms[:3], fit).shape == (0, 3)
+    flat = atoms[np.abs(atoms[:, 2] - atoms[0, 2]) < 1e-6]
+    assert empty_sites_inside(flat, fit).shape == (0, 3)
