@@ -50,6 +50,13 @@ MARKER = "refined.json"
 #: true orientations traced at 8 pm with a 24° gap, 19 pm with 58° and 27 pm with 64°
 #: (benchmarks/oracle_atoms_brownian.py), its errors along the gap's direction
 WIDE_FOURIER_GAP_DEG = 50.0
+#: refinement.tsv columns from the simulator's truth (--truth only)
+TRUTH_COLUMNS = [
+    "true_particle",
+    "orientation_error_median_deg",
+    "orientation_error_p90_deg",
+    "true_fourier_gap_deg",
+]
 #: columns of DATASET_DIR/refinement.tsv
 REFINEMENT_COLUMNS = [
     "particle",
@@ -67,10 +74,7 @@ REFINEMENT_COLUMNS = [
     "seconds",
     "worker",
     "worker_peak_rss_MB",
-    "true_particle",
-    "orientation_error_median_deg",
-    "orientation_error_p90_deg",
-    "true_fourier_gap_deg",
+    *TRUTH_COLUMNS,
 ]
 
 
@@ -634,17 +638,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     if settings.get("truth"):
         validation = _orientation_validation(path.name, table, result, Path(settings["truth"]))
         write_table_csv(path / "orientation_validation.csv", pd.DataFrame([validation]))
-        marker.update(
-            {
-                key: validation[key]
-                for key in (
-                    "true_particle",
-                    "orientation_error_median_deg",
-                    "orientation_error_p90_deg",
-                    "true_fourier_gap_deg",
-                )
-            }
-        )
+        marker.update({key: validation[key] for key in TRUTH_COLUMNS})
     marker.update(
         {
             "seconds": time.perf_counter() - start,
@@ -827,14 +821,7 @@ def run(args: argparse.Namespace) -> int:
     for column in ("n_frames", "n_used", "abinitio_agreeing_starts", "true_particle"):
         table[column] = table[column].astype("Int64")  # failed rows stay empty
     if args.truth is None:
-        table = table.drop(
-            columns=[
-                "true_particle",
-                "orientation_error_median_deg",
-                "orientation_error_p90_deg",
-                "true_fourier_gap_deg",
-            ]
-        )
+        table = table.drop(columns=TRUTH_COLUMNS)
     with atomic_output(dataset / "refinement.tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     failed = int((table["status"] != "ok").sum())
