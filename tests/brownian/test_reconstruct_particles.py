@@ -22,7 +22,7 @@ from nanorecon.brownian import (
 )
 from nanorecon.brownian._reconstruct import _hold_register, _variant_rank
 from nanorecon.cli import main
-from nanorecon.cli._refine_particles import lattice_fit_score, resolution_failure
+from nanorecon.cli._refine_particles import LatticeFitScore, resolution_failure
 from nanorecon.geometry import largest_fourier_gap_deg, quaternions_from_rotations
 from nanorecon.io import (
     orientations_table,
@@ -191,33 +191,49 @@ def test_runs_without_a_score_rank_by_their_fsc():
     assert _variant_rank(np.nan, 1.6) < _variant_rank(np.nan, np.nan)
 
 
-def test_lattice_fit_score_measures_how_far_the_traced_atoms_lie_from_a_lattice(caplog):
+def test_lattice_fit_score_measures_how_closely_and_fully_traced_atoms_fill_a_lattice(caplog):
     """The truth-free score of refine-particles: a map of atoms displaced at random from their
-    fcc sites scores their RMS displacement; one of the ideal crystal scores about zero."""
+    fcc sites scores their RMS displacement; one of the ideal crystal scores about zero; one
+    that lost its centre atom counts the empty site."""
     voxel_A = 0.36
     ideal = Octahedron("Pt", 6, 2, latticeconstant=3.92).positions
     ideal = ideal - ideal.mean(axis=0)
     rng = np.random.default_rng(0)
-    score = lattice_fit_score(["Pt"], "fcc", voxel_A)
-    for jitter_A in (0.0, 0.1, 0.2):
+    score = LatticeFitScore(["Pt"], "fcc", voxel_A)
+    for jitter_A in (0.0, 0.05, 0.1):
         positions = ideal + rng.normal(0.0, jitter_A, ideal.shape)
         volume = atoms_to_volume(positions, np.ones(len(positions)), (64,) * 3, voxel_A, 0.4)
         noise = 0.02 * float(volume.max())
         halves = [volume + rng.normal(0, noise, volume.shape).astype(np.float32) for _ in "12"]
         displaced_A = np.sqrt(np.mean(np.sum((positions - ideal) ** 2, axis=1)))
-        # measured: 0.000, 0.172 and 0.337 Å for atoms 0, 0.174 and 0.354 Å off their sites
+        # measured: 0.000, 0.086 and 0.174 Å for atoms 0, 0.087 and 0.177 Å off their sites
         assert score(volume, tuple(halves)) == pytest.approx(displaced_A, abs=0.03)
-    # the log also counts the sites a map left empty: here the centre atom, lost
+    complete = score.records[0]
+    assert complete["n_atoms"] == len(ideal)
+    assert (complete["n_outliers"], complete["n_empty_sites"]) == (0, 0)
+    # the lost centre atom counts the cap, a/4, though the fit of the others is as good
     centre = np.argmin(np.linalg.norm(ideal, axis=1))
     lost = np.delete(ideal, centre, axis=0)
     volume = atoms_to_volume(lost, np.ones(len(lost)), (64,) * 3, voxel_A, 0.4)
     with caplog.at_level("INFO", logger="nanorecon.refine_particles"):
-        score(volume, (volume, volume))
-    assert f"{len(lost)} atoms traced" in caplog.text
-    assert "(0 outliers left out, 1 empty sites inside)" in caplog.text
+        lost_score = score(volume, (volume, volume))
+    assert lost_score == pytest.approx(0.25 * 3.92 / np.sqrt(len(ideal)), abs=0.01)
+    assert score.records[-1]["fit_rms_pm"] < 1.0
+    assert f"candidate map 3: {len(lost)} atoms traced" in caplog.text
+    assert "0 outliers, 1 empty sites inside" in caplog.text
     # nothing to trace: no score, so the FSC decides
     flat = np.zeros((32,) * 3, np.float32)
     assert np.isnan(score(flat, (flat, flat)))
+    # every map is recorded, its atoms too where it had some
+    assert [r["candidate"] for r in score.records] == [0, 1, 2, 3, 4]
+    assert sorted(pd.concat(score.atoms).candidate.unique()) == [0, 1, 2, 3]
+    variants = pd.DataFrame(
+        {"start": [1, 1, 0, 0, 2], "variant": list("abcde"), "kept": [0, 0, 0, 1, 0]}
+    )
+    table = score.table(variants)
+    assert table.columns[:3].tolist() == ["candidate", "start", "variant"]
+    assert table.kept.tolist() == [False, False, False, True, False]
+    assert "start" not in score.table(variants.iloc[:2])
 
 
 def test_high_resolution_bands():
@@ -348,7 +364,7 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path, caplog
     assert (ok.worker_peak_rss_MB > 50).all() and (ok.seconds > 0).all()
     # without a CTF the rounds past 2 Å run once, so there is nothing to choose between
     assert (ok.high_resolution_kept == "high-resolution").all()
-    assert ok.lattice_fit_rms_pm.isna().all()
+    assert ok.map_score_pm.isna().all()
     # the missing cone of the written orientations of the used frames (a 24-frame tumble leaves one)
     for pid, gap in ok.set_index("particle").fourier_gap_deg.items():
         written, found = read_orientations(root / "particles" / pid / "orientations.parquet")

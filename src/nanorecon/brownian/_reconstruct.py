@@ -97,8 +97,10 @@ class ParticleReconstruction:
         The particle's own mask that the rounds past 2 Å used as the maps' support
         (:func:`particle_mask`); None where they kept the sphere of `particle_radius_A`.
     variants : DataFrame
-        One row per run of the rounds past 2 Å (``variant``, ``resolution_A``, ``score``: the
-        `map_score` of its final map, NaN without one, ``kept``); empty without those rounds.
+        One row per run of the rounds past 2 Å (``start``: the ab initio start refined,
+        ``variant``, ``resolution_A``, ``score``: the `map_score` of its final map, NaN without
+        one, ``kept``: the map returned), every refined start's runs in the order they were
+        scored; empty without those rounds.
     score : float
         `map_score` of the final map (NaN where it was not needed or not given).
     candidates : DataFrame
@@ -123,7 +125,9 @@ class ParticleReconstruction:
     history: pd.DataFrame
     mask: Any = None
     variants: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["variant", "resolution_A", "score", "kept"])
+        default_factory=lambda: pd.DataFrame(
+            columns=["start", "variant", "resolution_A", "score", "kept"]
+        )
     )
     score: float = float("nan")
     candidates: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -809,7 +813,18 @@ def reconstruct_particle(
         how="left",
     )
     starts["kept"] = starts["kept"].eq(True)
-    return replace(refined[best], candidates=table, starts=starts)
+    # every refined start's high-resolution runs, in the order their maps were scored
+    variants = pd.concat(
+        [
+            r.variants.assign(start=order[k], kept=r.variants["kept"].astype(bool) & (k == best))
+            for k, r in enumerate(refined)
+            if len(r.variants)
+        ]
+        or [refined[best].variants],
+        ignore_index=True,
+    )
+    variants.insert(0, "start", variants.pop("start"))
+    return replace(refined[best], candidates=table, starts=starts, variants=variants)
 
 
 def _start_order(starts: pd.DataFrame) -> list[int]:

@@ -14,7 +14,6 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from nanorecon.io import (
     write_orientations,
     write_table_csv,
 )
-from nanorecon.lattice import empty_sites_inside, fit_lattice, vegard_lattice_parameter_A
+from nanorecon.lattice import fit_lattice, lattice_site_score, vegard_lattice_parameter_A
 from nanorecon.parallel import dask_client, map_particles
 from nanorecon.validate import is_centrosymmetric, point_group
 
@@ -57,6 +56,9 @@ TRUTH_COLUMNS = [
     "orientation_error_p90_deg",
     "true_fourier_gap_deg",
 ]
+#: each scored candidate map's figures and traced atoms (``--choose-by lattice``)
+CANDIDATE_TABLES = ("candidate_maps.csv", "candidate_atoms.csv")
+
 #: columns of DATASET_DIR/refinement.tsv
 REFINEMENT_COLUMNS = [
     "particle",
@@ -70,7 +72,7 @@ REFINEMENT_COLUMNS = [
     "D_r_rad2_per_s",
     "fourier_gap_deg",
     "high_resolution_kept",
-    "lattice_fit_rms_pm",
+    "map_score_pm",
     "seconds",
     "worker",
     "worker_peak_rss_MB",
@@ -436,44 +438,76 @@ def _sheet_elements(dataset: Path) -> list[str]:
     return sorted(set(elements or []))
 
 
-def lattice_fit_score(
-    elements: list[str], structure: str, voxel_size_A: float
-) -> Callable[[Any, tuple[Any, Any]], float]:
-    """``map_score`` of :func:`reconstruct_particle`: the RMS distance [Å] of a map's traced
-    atoms (the trace step's defaults) from their fitted ideal `structure` lattice.
+class LatticeFitScore:
+    """``map_score`` of :func:`reconstruct_particle`: how closely and how completely a map's
+    traced atoms (the trace step's defaults) fill their fitted ideal `structure` lattice
+    (:func:`~nanorecon.lattice.lattice_site_score`, [Å]; lower is better).
 
     Truth-free. A map whose orientations are better resolves its atoms closer to where a crystal
-    puts them; a real particle's strain adds the same to every map of it, so the figure still
-    ranks maps of one particle. NaN where no lattice can be traced or fitted.
+    puts them, and loses fewer; a real particle's strain and vacancies add the same to every map
+    of it, so the figure still ranks maps of one particle. NaN where no lattice can be traced or
+    fitted. Each scored map's figures and traced atoms are kept, in call order, in `records`
+    and `atoms` for the particle's ``candidate_maps.csv`` and ``candidate_atoms.csv``.
     """
 
-    def score(volume: Any, half_maps: tuple[Any, Any]) -> float:
+    def __init__(self, elements: list[str], structure: str, voxel_size_A: float) -> None:
+        self.elements = elements
+        self.structure = structure
+        self.voxel_size_A = voxel_size_A
+        self.records: list[dict[str, Any]] = []
+        self.atoms: list[pd.DataFrame] = []
+
+    def __call__(self, volume: Any, half_maps: tuple[Any, Any]) -> float:
+        candidate = len(self.records)
+        record: dict[str, Any] = {"candidate": candidate}
         try:
             atoms = trace_atoms(
                 asnumpy(volume),
-                voxel_size_A,
-                elements=elements,
+                self.voxel_size_A,
+                elements=self.elements,
                 half_maps=[asnumpy(m) for m in half_maps],
             )
             positions = atoms[["x_A", "y_A", "z_A"]].to_numpy(float)
-            fit = fit_lattice(positions, structure=structure)
+            fit = fit_lattice(positions, structure=self.structure)
         except ValueError as error:
-            log.warning("no lattice fit of a candidate map (%s)", error)
+            log.warning("no lattice fit of candidate map %d (%s)", candidate, error)
+            self.records.append({**record, "score_pm": float("nan")})
             return float("nan")
-        # not in the score yet: whether a map lost atoms (empty sites) or traced stray ones
-        # (outliers, which the RMS leaves out); a map can fit well because it lost its worst atoms
-        log.info(
-            "candidate map: %d atoms traced, %.1f pm from their fitted %s lattice "
-            "(%d outliers left out, %d empty sites inside)",
-            len(atoms),
-            100 * fit.rms_residual_A,
-            structure,
-            int((~fit.fitted).sum()),
-            len(empty_sites_inside(positions, fit)),
+        parts = lattice_site_score(positions, fit)
+        self.records.append(
+            {
+                **record,
+                "n_atoms": parts.n_atoms,
+                "n_outliers": parts.n_outliers,
+                "n_empty_sites": parts.n_empty,
+                "fit_rms_pm": 100 * parts.rms_residual_A,
+                "lattice_parameter_A": fit.lattice_parameter_A,
+                "score_pm": 100 * parts.score_A,
+            }
         )
-        return float(fit.rms_residual_A)
+        self.atoms.append(atoms.assign(candidate=candidate))
+        log.info(
+            "candidate map %d: %d atoms traced, %.1f pm from their fitted %s lattice, "
+            "%d outliers, %d empty sites inside: score %.1f pm",
+            candidate,
+            parts.n_atoms,
+            100 * parts.rms_residual_A,
+            self.structure,
+            parts.n_outliers,
+            parts.n_empty,
+            100 * parts.score_A,
+        )
+        return float(parts.score_A)
 
-    return score
+    def table(self, variants: pd.DataFrame) -> pd.DataFrame:
+        """`records` as a table, with the ``start`` and ``variant`` of each map where `variants`
+        (:attr:`ParticleReconstruction.variants`, in scoring order) names every one."""
+        table = pd.DataFrame(self.records)
+        if len(variants) == len(table) and {"start", "variant"} <= set(variants):
+            table.insert(1, "start", variants["start"].to_numpy())
+            table.insert(2, "variant", variants["variant"].to_numpy())
+            table["kept"] = variants["kept"].astype(bool).to_numpy()
+        return table
 
 
 def _lattice_parameter(dataset: Path, value: float | None, structure: str) -> float:
@@ -539,6 +573,9 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     if n_used < settings["min_frames"]:
         raise ValueError(f"{n_used} used frames, fewer than {settings['min_frames']}")
     frames = table["frame"].to_numpy() if "frame" in table else np.arange(len(table))
+    map_score = None
+    if settings.get("choose_by") == "lattice":
+        map_score = LatticeFitScore(settings["elements"], settings["structure"], pixel_size_A)
     result = reconstruct_particle(
         to_device(images, settings["device"]),
         pixel_size_A=pixel_size_A,
@@ -560,11 +597,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         mask_from_map=settings.get("particle_mask", True),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
-        map_score=(
-            lattice_fit_score(settings["elements"], settings["structure"], pixel_size_A)
-            if settings.get("choose_by") == "lattice"
-            else None
-        ),
+        map_score=map_score,
         refine_starts=settings.get("refine_starts", 1),
         n_threads=settings["n_threads"],
     )
@@ -606,6 +639,15 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     write_table_csv(path / "abinitio_starts.csv", result.starts)
     write_table_csv(path / "refinement_history.csv", result.history)
     write_table_csv(path / "high_resolution_runs.csv", result.variants)
+    for name in CANDIDATE_TABLES:
+        (path / name).unlink(missing_ok=True)  # an earlier run's, which this one did not score
+    if map_score is not None and map_score.records:
+        # every scored map's atoms, so that other scores can be compared without refining again
+        write_table_csv(path / "candidate_maps.csv", map_score.table(result.variants))
+        if map_score.atoms:
+            write_table_csv(
+                path / "candidate_atoms.csv", pd.concat(map_score.atoms, ignore_index=True)
+            )
     reasons = []
     too_coarse = resolution_failure(
         result.resolution_A, result.independent_resolution_A, settings["max_resolution_A"]
@@ -658,7 +700,7 @@ def _kept_run(result: Any) -> dict[str, Any]:
     kept = result.variants.loc[result.variants["kept"].astype(bool), "variant"]
     return {
         "high_resolution_kept": str(kept.iloc[0]) if len(kept) else "",
-        "lattice_fit_rms_pm": 100 * float(result.score),
+        "map_score_pm": 100 * float(result.score),
     }
 
 

@@ -17,6 +17,7 @@ from ._elements import (
 )
 from ._fit import CUBIC_ROTATIONS, LatticeFit, fit_lattice, nearest_sites
 from ._neighbours import coordination_numbers, nearest_neighbour_distance_A, radial_distance_profile
+from ._site_score import SiteScore, lattice_site_score
 from ._strain import STRAIN_COLUMNS, local_strain, strain_components, strain_matrices
 from ._twins import find_twin_planes
 from ._vacancies import empty_sites_inside
@@ -25,6 +26,7 @@ __all__ = [
     "CUBIC_ROTATIONS",
     "STRAIN_COLUMNS",
     "LatticeFit",
+    "SiteScore",
     "analyse_lattice",
     "atomic_number",
     "bulk_lattice_parameter_A",
@@ -35,6 +37,7 @@ __all__ = [
     "empty_sites_inside",
     "find_twin_planes",
     "fit_lattice",
+    "lattice_site_score",
     "local_strain",
     "nearest_neighbour_distance_A",
     "nearest_sites",
