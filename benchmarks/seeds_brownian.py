@@ -15,8 +15,9 @@ validate`` as the workflow does. Printed, and written to ``OUT/seeds.csv`` and
 ``OUT/seed_pairs.csv``:
 
 * per seed and particle: status, ab initio starts that agree, median orientation error, recall,
-  precision, RMS position error, lattice-parameter error, run time, and the RMS distance of the
-  traced atoms from their fitted ideal lattice (truth-free; with the seed it prefers);
+  precision, RMS position error, lattice-parameter error, run time, the RMS distance of the
+  traced atoms from their fitted ideal lattice and the lattice site score that also counts empty
+  sites inside and outliers (both truth-free; with the seed the site score prefers);
 * per particle and pair of seeds whose maps were traced (status ok; with ``--trace-failed``
   every map): how their atom models agree (one-to-one matches within 0.8 Å after alignment, as
   a share of the larger model, and the RMS distance of the matches [pm]); and the spread of the
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nanorecon.lattice import fit_lattice
+from nanorecon.lattice import fit_lattice, lattice_site_score
 from nanorecon.validate import score_model
 
 #: copied per particle (refinement rewrites its orientations.parquet); the stack is linked
@@ -111,12 +112,21 @@ def model_agreement(a: pd.DataFrame, b: pd.DataFrame, structure: str) -> tuple[f
     return score["n_matched"] / max(len(a), len(b)), score["rms_error_pm"]
 
 
-def lattice_fit_rms_pm(atoms: pd.DataFrame, structure: str) -> float:
-    """RMS distance of the traced atoms from their best-fitting ideal lattice [pm] (truth-free)."""
+def lattice_scores_pm(atoms: pd.DataFrame, structure: str) -> dict[str, float]:
+    """Truth-free figures of a traced model [pm]: the RMS distance of its atoms from their
+    best-fitting ideal lattice, and the lattice site score, which also counts the empty sites
+    inside and the atoms the fit leaves out (the score refine-particles ranks maps by)."""
     if structure == "none":
-        return float("nan")
-    fit = fit_lattice(atoms[["x_A", "y_A", "z_A"]].to_numpy(float), structure=structure)
-    return 100 * fit.rms_residual_A
+        return {"lattice_fit_rms_pm": float("nan"), "site_score_pm": float("nan")}
+    positions = atoms[["x_A", "y_A", "z_A"]].to_numpy(float)
+    fit = fit_lattice(positions, structure=structure)
+    site = lattice_site_score(positions, fit)
+    return {
+        "lattice_fit_rms_pm": 100 * fit.rms_residual_A,
+        "site_score_pm": 100 * site.score_A,
+        "n_empty_sites": site.n_empty,
+        "n_outliers": site.n_outliers,
+    }
 
 
 def main() -> None:
@@ -188,7 +198,7 @@ def main() -> None:
                 row["lattice_error_percent"] = score["lattice_parameter_error_percent"]
                 row["lattice_parameter_A"] = score["lattice_parameter_A"]
                 models[seed, pid] = pd.read_parquet(particle_dir / "traced" / "atoms.parquet")
-                row["lattice_fit_rms_pm"] = lattice_fit_rms_pm(models[seed, pid], args.structure)
+                row.update(lattice_scores_pm(models[seed, pid], args.structure))
             rows.append(row)
     seeds = pd.DataFrame(rows)
     seeds.to_csv(args.out / "seeds.csv", index=False)
@@ -197,14 +207,14 @@ def main() -> None:
         print(shown.round(3).to_string(index=False))
     for row in seeds[seeds.status != "ok"].itertuples():
         print(f"seed {row.seed} {row.particle}: {row.status}")
-    if "lattice_fit_rms_pm" in seeds:
-        for pid, runs in seeds.dropna(subset=["lattice_fit_rms_pm"]).groupby("particle"):
-            best = runs.loc[runs.lattice_fit_rms_pm.idxmin()]
+    if "site_score_pm" in seeds:
+        for pid, runs in seeds.dropna(subset=["site_score_pm"]).groupby("particle"):
+            best = runs.loc[runs.site_score_pm.idxmin()]
             print(
-                f"{pid}: the lattice fit prefers seed {best.seed} ({best.lattice_fit_rms_pm:.1f} pm "
-                f"from its lattice): recall {best.recall:.1%}, precision {best.precision:.1%}, "
-                f"RMS error {best.rms_error_pm:.1f} pm (best of {len(runs)} traced: "
-                f"{runs.rms_error_pm.min():.1f} pm)"
+                f"{pid}: the lattice site score prefers seed {best.seed} "
+                f"({best.site_score_pm:.1f} pm): recall {best.recall:.1%}, precision "
+                f"{best.precision:.1%}, RMS error {best.rms_error_pm:.1f} pm (best of {len(runs)} "
+                f"traced: {runs.rms_error_pm.min():.1f} pm)"
             )
 
     pairs = []

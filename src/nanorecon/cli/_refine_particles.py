@@ -161,9 +161,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=(
             "which map to keep, of the two runs past 2 Å (with a CTF, comparisons weighted by "
             "|sin χ| and not) and of the starts --refine-starts refines: lattice = the map "
-            "whose traced atoms lie closest to "
-            "their fitted --structure lattice (RMS distance, truth-free; a few seconds per map), "
-            "fsc = the finer half-map FSC (default: %(default)s)"
+            "whose traced atoms fill their fitted --structure lattice most closely and "
+            "completely (RMS distance over atoms and empty sites inside, each empty site or "
+            "outlier counting a/4; truth-free; a few seconds per map), fsc = the finer "
+            "half-map FSC (default: %(default)s)"
         ),
     )
     parser.add_argument(
