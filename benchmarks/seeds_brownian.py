@@ -18,6 +18,9 @@ validate`` as the workflow does. Printed, and written to ``OUT/seeds.csv`` and
   precision, RMS position error, lattice-parameter error, run time, the RMS distance of the
   traced atoms from their fitted ideal lattice and the lattice site score that also counts empty
   sites inside and outliers (both truth-free; with the seed the site score prefers);
+* per candidate map that refine-particles scored (``--choose-by lattice``; written to
+  ``OUT/candidates.csv``): its truth-free figures beside its atoms' recall, precision, RMS error
+  and lattice-parameter error, and which candidate the score and the truth would keep;
 * per particle and pair of seeds whose maps were traced (status ok; with ``--trace-failed``
   every map): how their atom models agree (one-to-one matches within 0.8 Å after alignment, as
   a share of the larger model, and the RMS distance of the matches [pm]); and the spread of the
@@ -129,6 +132,29 @@ def lattice_scores_pm(atoms: pd.DataFrame, structure: str) -> dict[str, float]:
     }
 
 
+def score_candidates(folder: Path, truth: pd.DataFrame, structure: str) -> pd.DataFrame:
+    """Every candidate map refine-particles scored (``candidate_maps.csv``), its traced atoms
+    (``candidate_atoms.csv``) scored against the truth: does the truth-free score rank them as
+    their true error does? Empty where the particle wrote no candidates."""
+    maps, atoms = folder / "candidate_maps.csv", folder / "candidate_atoms.csv"
+    if not (maps.exists() and atoms.exists()):
+        return pd.DataFrame()
+    table, traced = pd.read_csv(maps), pd.read_csv(atoms)
+    rows = []
+    for candidate, model in traced.groupby("candidate"):
+        score = score_model(model, truth, structure=None if structure == "none" else structure)
+        rows.append(
+            {
+                "candidate": candidate,
+                "recall": score["recall"],
+                "precision": score["precision"],
+                "rms_error_pm": score["rms_error_pm"],
+                "lattice_error_percent": score.get("lattice_parameter_error_percent"),
+            }
+        )
+    return table.merge(pd.DataFrame(rows), on="candidate", how="left")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset_dir", type=Path, help="results/{dataset} of a Brownian run")
@@ -167,7 +193,7 @@ def main() -> None:
     extracted = pd.read_csv(args.dataset_dir / "particles.tsv", sep="\t", dtype=str)
     particles = args.particles or sorted(extracted.loc[extracted.status == "ok", "particle"])
     truth_atoms = pd.read_csv(args.truth_dir / "atoms.csv")
-    rows, models = [], {}
+    rows, models, candidates = [], {}, []
     for seed in args.seeds:
         folder = args.out / f"seed{seed}"
         prepare_seed(args.dataset_dir, folder, particles)
@@ -199,6 +225,10 @@ def main() -> None:
                 row["lattice_parameter_A"] = score["lattice_parameter_A"]
                 models[seed, pid] = pd.read_parquet(particle_dir / "traced" / "atoms.parquet")
                 row.update(lattice_scores_pm(models[seed, pid], args.structure))
+            if "true_particle" in marker:
+                truth = truth_atoms[truth_atoms.particle == int(marker["true_particle"])]
+                scored = score_candidates(particle_dir, truth, args.structure)
+                candidates.append(scored.assign(seed=seed, particle=pid))
             rows.append(row)
     seeds = pd.DataFrame(rows)
     seeds.to_csv(args.out / "seeds.csv", index=False)
@@ -215,6 +245,26 @@ def main() -> None:
                 f"({best.site_score_pm:.1f} pm): recall {best.recall:.1%}, precision "
                 f"{best.precision:.1%}, RMS error {best.rms_error_pm:.1f} pm (best of {len(runs)} "
                 f"traced: {runs.rms_error_pm.min():.1f} pm)"
+            )
+
+    candidates = pd.concat(candidates, ignore_index=True) if candidates else pd.DataFrame()
+    if len(candidates):
+        candidates.to_csv(args.out / "candidates.csv", index=False)
+        shown = ["seed", "particle", "candidate", "start", "variant", "n_atoms", "n_outliers"]
+        shown += ["n_empty_sites", "fit_rms_pm", "score_pm", "kept", "recall", "precision"]
+        shown += ["rms_error_pm", "lattice_error_percent"]
+        with pd.option_context("display.width", 250, "display.max_columns", 20):
+            print(candidates[[c for c in shown if c in candidates]].round(3).to_string(index=False))
+        for (seed, pid), runs in candidates.dropna(subset=["score_pm"]).groupby(
+            ["seed", "particle"]
+        ):
+            chosen = runs.loc[runs.score_pm.idxmin()]
+            truest = runs.loc[runs.rms_error_pm.idxmin()]
+            print(
+                f"seed {seed} {pid}: the score keeps candidate {chosen.candidate} "
+                f"(recall {chosen.recall:.1%}, {chosen.rms_error_pm:.1f} pm); the truth would "
+                f"keep {truest.candidate} (recall {truest.recall:.1%}, "
+                f"{truest.rms_error_pm:.1f} pm)"
             )
 
     pairs = []

@@ -10,6 +10,8 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 _MIRROR = np.diag([1.0, 1.0, -1.0])
+#: fitted starts stepped through the lattice (`_climb`), the best first
+CLIMBED = 4
 
 
 @dataclass
@@ -70,6 +72,41 @@ def _icp(moving, reference, tree, matrix, translation, distances):
     return matrix, translation, pairs
 
 
+def _neighbour_shifts(reference: np.ndarray, tree: cKDTree) -> np.ndarray:
+    """The vectors from the reference atom nearest the centroid to its 18 nearest neighbours
+    (fcc: the 12 nearest and the 6 one lattice parameter away): the steps by which two models
+    of a crystal can be misregistered."""
+    centre = int(np.argmin(np.linalg.norm(reference, axis=1)))
+    _, index = tree.query(reference[centre], k=min(len(reference), 19))
+    return reference[index[1:]] - reference[centre]
+
+
+def _climb(m0, r0, tree, best, shifts, match_distance_A):
+    """Move a fitted alignment by neighbour steps while that matches more atoms (then at a lower
+    RMS): ICP from the centroids can stay a lattice step off when a model lacks a side (its
+    centroid moves), and a crystal shifted by a lattice vector still matches most of its atoms."""
+    for _ in range(8):
+        _, matrix0, translation0, _, _ = best
+        improved = False
+        for shift in shifts:
+            candidate = _refine(m0, r0, tree, matrix0, translation0 + shift, match_distance_A)
+            if candidate is not None and candidate[0] > best[0]:
+                best, improved = candidate, True
+        if not improved:
+            break
+    return best
+
+
+def _refine(m0, r0, tree, matrix, translation, match_distance_A):
+    """ICP at the final matching distance; (key, matrix, translation, pairs, rms) or None."""
+    matrix, translation, pairs = _icp(m0, r0, tree, matrix, translation, [match_distance_A] * 4)
+    if len(pairs) == 0:
+        return None
+    moved_pairs = m0[pairs[:, 0]] @ matrix.T + translation
+    rms = float(np.sqrt(np.mean(np.sum((moved_pairs - r0[pairs[:, 1]]) ** 2, axis=1))))
+    return (len(pairs), -rms), matrix, translation, pairs, rms
+
+
 def align_models(
     moving_A: ArrayLike,
     reference_A: ArrayLike,
@@ -80,6 +117,7 @@ def align_models(
     n_refine: int = 8,
     seed: int = 0,
     symmetry_ops: ArrayLike | None = None,
+    start_matrices: ArrayLike | None = None,
 ) -> Alignment:
     """Find the rigid transform (rotation, translation and, if allowed, a mirror) putting ``moving``
     on ``reference``.
@@ -90,7 +128,11 @@ def align_models(
     rotations, each scored by the fraction of moving atoms with a reference atom within 1.5 ×
     ``match_distance_A``; the ``n_refine`` best of each handedness run ICP (mutual nearest
     neighbours, Kabsch via ``Rotation.align_vectors``) with a threshold shrinking to
-    ``match_distance_A``. The result with most matches (then lowest RMS) wins.
+    ``match_distance_A``, as does each of `start_matrices`. The best few results are then moved
+    by steps to the reference's 18 nearest neighbours of its central atom while that matches
+    more atoms (a crystal shifted by a lattice vector still matches most of its atoms, and a
+    model lacking a side starts off by such a step). The result with most matches (then lowest
+    RMS) wins.
 
     Parameters
     ----------
@@ -111,6 +153,11 @@ def align_models(
         fitted lattice, in the map frame). A crystal matches itself under these, so every start ends
         on one of several equally well-matched solutions; each operation is applied to the best one
         and refined again, and the lowest RMS wins.
+    start_matrices : array_like of shape (S, 3, 3), optional
+        Further start orientations (orthogonal; det −1 for a mirror), each refined by ICP besides
+        the grid's best: e.g. the orientations that put the two models' fitted lattices onto each
+        other, which find a model that lacks a side, whose centroid and principal axes moved
+        (the grid's starts are scored from the centroids).
 
     Returns
     -------
@@ -141,7 +188,7 @@ def align_models(
     moved = np.einsum("sij,nj->sni", starts, m0).reshape(-1, 3)
     d, _ = tree.query(moved, distance_upper_bound=1.5 * match_distance_A)
     score = np.isfinite(d).reshape(len(starts), -1).mean(axis=1)
-    best = None
+    results = []
     schedule = [3.0 * match_distance_A] * 3 + [2.0 * match_distance_A] * 3 + [match_distance_A] * 6
     # The best starts of each handedness: a symmetric particle scores alike in both.
     proper = np.linalg.det(starts) > 0
@@ -150,32 +197,32 @@ def align_models(
         for group in (proper, ~proper)
         if group.any()
     ]
-    for s in np.concatenate(chosen):
-        matrix, translation, pairs = _icp(m0, r0, tree, starts[s], np.zeros(3), schedule)
+    extra = np.zeros((0, 3, 3)) if start_matrices is None else np.asarray(start_matrices, float)
+    if not allow_mirror:
+        extra = extra[np.linalg.det(extra) > 0]
+    for start in [*starts[np.concatenate(chosen)], *extra]:
+        matrix, translation, pairs = _icp(m0, r0, tree, start, np.zeros(3), schedule)
         if len(pairs) == 0:
             continue
         moved_pairs = m0[pairs[:, 0]] @ matrix.T + translation
         rms = float(np.sqrt(np.mean(np.sum((moved_pairs - r0[pairs[:, 1]]) ** 2, axis=1))))
-        key = (len(pairs), -rms)
-        if best is None or key > best[0]:
-            best = (key, matrix, translation, pairs, rms)
-    if best is None:
+        results.append(((len(pairs), -rms), matrix, translation, pairs, rms))
+    if not results:
         raise RuntimeError("no alignment found: the models share no atoms within reach")
+    # the best few, each stepped through the lattice: the right one may start a step off
+    shifts = _neighbour_shifts(r0, tree)
+    results.sort(key=lambda result: result[0], reverse=True)
+    climbed = [_climb(m0, r0, tree, r, shifts, match_distance_A) for r in results[:CLIMBED]]
+    best = max(climbed, key=lambda result: result[0])
     if symmetry_ops is not None:
         _, matrix0, translation0, _, _ = best
         for op in np.asarray(symmetry_ops, dtype=float):
             if not allow_mirror and np.linalg.det(op @ matrix0) < 0:
                 continue
-            matrix, translation, pairs = _icp(
-                m0, r0, tree, op @ matrix0, op @ translation0, [match_distance_A] * 4
-            )
-            if len(pairs) == 0:
-                continue
-            moved_pairs = m0[pairs[:, 0]] @ matrix.T + translation
-            rms = float(np.sqrt(np.mean(np.sum((moved_pairs - r0[pairs[:, 1]]) ** 2, axis=1))))
-            key = (len(pairs), -rms)
-            if key > best[0]:
-                best = (key, matrix, translation, pairs, rms)
+            candidate = _refine(m0, r0, tree, op @ matrix0, op @ translation0, match_distance_A)
+            if candidate is not None and candidate[0] > best[0]:
+                best = candidate
+        best = _climb(m0, r0, tree, best, shifts, match_distance_A)
     _, matrix, translation, pairs, rms = best
     translation = rc + translation - matrix @ mc
     return Alignment(

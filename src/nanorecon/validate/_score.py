@@ -57,14 +57,27 @@ def score_model(
     xyz = ["x_A", "y_A", "z_A"]
     p = traced[xyz].to_numpy(dtype=float)
     t = truth[xyz].to_numpy(dtype=float)
-    ops = None
+    ops, lattice_starts = None, None
     if structure in ("fcc", "bcc", "sc"):
         # The lattice matches itself under its 48 cubic operations; try them all on the alignment.
         rotation = fit_lattice(t, structure=structure).rotation.as_matrix()
         cubic = np.concatenate([CUBIC_ROTATIONS, -CUBIC_ROTATIONS])
         ops = np.einsum("ij,kjl,ml->kim", rotation, cubic, rotation)
+        # Start also from every orientation that puts the traced lattice on the true one: a model
+        # that lacks a side has moved centroid and axes, and the grid's starts can miss it.
+        try:
+            traced_rotation = fit_lattice(p, structure=structure).rotation.as_matrix()
+        except (ValueError, RuntimeError):
+            traced_rotation = None
+        if traced_rotation is not None:
+            lattice_starts = np.einsum("ij,kjl,ml->kim", rotation, cubic, traced_rotation)
     alignment = align_models(
-        p, t, allow_mirror=allow_mirror, match_distance_A=match_distance_A, symmetry_ops=ops
+        p,
+        t,
+        allow_mirror=allow_mirror,
+        match_distance_A=match_distance_A,
+        symmetry_ops=ops,
+        start_matrices=lattice_starts,
     )
     moved = alignment.apply(p)
     pairs = match_atoms(moved, t, match_distance_A=match_distance_A)
