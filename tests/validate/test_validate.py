@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 from synthetic_atoms import pt_particle
 
@@ -22,6 +23,7 @@ def test_mirrored_rotated_shifted_model_realigned():
     assert result["rms_error_pm"] < 1.0
     assert result["species_accuracy"] == 1.0
     assert abs(result["lattice_parameter_error_percent"]) < 1e-6
+    assert abs(result["lattice_parameter_all_atoms_error_percent"]) < 1e-6
     assert (
         max(result[f"strain_rmse_{c}"] for c in ("exx", "eyy", "ezz", "exy", "exz", "eyz")) < 1e-8
     )
@@ -59,3 +61,18 @@ def test_a_model_that_lacks_a_side_is_still_aligned_atom_for_atom():
         assert result["precision"] == 1.0
         assert result["mirrored"]
         assert result["rms_error_pm"] < 16.0  # 0.08 Å per axis: 13.9 pm
+
+
+def test_the_core_fit_ignores_a_relaxed_surface_that_the_all_atom_fit_sees():
+    """A surface pulled in moves the all-atom lattice parameter, not the core-fitted one; a
+    uniform scale moves both."""
+    truth = pt_particle(length=9, cutoff=3, relaxation_A=0.0, jitter_A=0.02, seed=8)
+    relaxed = pt_particle(length=9, cutoff=3, relaxation_A=-0.1, jitter_A=0.02, seed=8)
+    surface = score_model(relaxed, truth)
+    assert abs(surface["lattice_parameter_error_percent"]) < 0.02
+    assert surface["lattice_parameter_all_atoms_error_percent"] < -0.2
+    scaled = truth.copy()
+    scaled[XYZ] = truth[XYZ].to_numpy() * 1.003
+    uniform = score_model(scaled, truth)
+    assert uniform["lattice_parameter_error_percent"] == pytest.approx(0.3, abs=0.01)
+    assert uniform["lattice_parameter_all_atoms_error_percent"] == pytest.approx(0.3, abs=0.01)

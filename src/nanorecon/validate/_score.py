@@ -50,7 +50,9 @@ def score_model(
     dict
         ``n_true, n_traced, n_matched, recall, precision, rms_error_pm, max_error_pm, mirrored,
         species_accuracy`` (NaN without elements), and with ``structure``:
-        ``lattice_parameter_A, true_lattice_parameter_A, lattice_parameter_error_percent`` and
+        ``lattice_parameter_A, true_lattice_parameter_A, lattice_parameter_error_percent`` (of
+        the lattice :func:`~nanorecon.lattice.analyse_lattice` fits, to the core atoms),
+        ``lattice_parameter_all_atoms_error_percent`` (of a lattice fitted to every atom) and
         ``strain_rmse_<component>`` over matched atoms with finite strain in both (traced strain
         rotated into the truth frame).
     """
@@ -106,6 +108,11 @@ def score_model(
         result["lattice_parameter_A"] = a_fit
         result["true_lattice_parameter_A"] = a_true
         result["lattice_parameter_error_percent"] = 100.0 * (a_fit - a_true) / a_true
+        # analyse_lattice fits the core; every atom's fit tells a radial distortion of the model
+        # (core out, surface in) from a change of scale
+        a_all = fit_lattice(p, structure=structure).lattice_parameter_A
+        a_all_true = fit_lattice(t, structure=structure).lattice_parameter_A
+        result["lattice_parameter_all_atoms_error_percent"] = 100.0 * (a_all / a_all_true - 1)
         cols = list(STRAIN_COLUMNS)
         if options.get("strain_frame", "map") == "map":
             # Tensors rotate with the alignment (M ε Mᵀ also holds for a mirror).
