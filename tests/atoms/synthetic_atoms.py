@@ -7,6 +7,7 @@ import pandas as pd
 from ase.cluster import Octahedron
 from ase.data import atomic_numbers
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -61,3 +62,21 @@ def render_map(
     if noise:
         volume = volume + np.random.default_rng(seed).normal(0.0, noise, volume.shape)
     return volume.astype(np.float32)
+
+
+def fcc_sphere(
+    radius_A: float,
+    *,
+    euler_zyz_deg: tuple[float, float, float],
+    shift_A: tuple[float, float, float],
+    a_A: float = 3.92,
+) -> np.ndarray:
+    """Sites of an ideal fcc sphere about a site, turned (ZYZ Euler angles) and shifted off the
+    axes: (N, 3) positions [Å]."""
+    h = np.arange(-8, 9)
+    hkl = np.stack(np.meshgrid(h, h, h, indexing="ij"), axis=-1).reshape(-1, 3)
+    sites = hkl[hkl.sum(axis=1) % 2 == 0] * a_A / 2
+    sites = sites[np.linalg.norm(sites, axis=1) <= radius_A]
+    return Rotation.from_euler("zyz", euler_zyz_deg, degrees=True).apply(sites) + np.asarray(
+        shift_A
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
+from synthetic_atoms import fcc_sphere
 
 from nanorecon.lattice import fit_lattice, lattice_site_score
 
@@ -13,12 +13,7 @@ A = 3.92  # Pt [Å]
 
 
 def _fcc_sphere(radius_A: float) -> np.ndarray:
-    h = np.arange(-8, 9)
-    hkl = np.stack(np.meshgrid(h, h, h, indexing="ij"), axis=-1).reshape(-1, 3)
-    hkl = hkl[hkl.sum(axis=1) % 2 == 0]
-    sites = hkl * A / 2
-    sites = sites[np.linalg.norm(sites, axis=1) <= radius_A]
-    return Rotation.from_euler("zyz", [-40, 70, 15], degrees=True).apply(sites) + [1.3, 0.2, -0.8]
+    return fcc_sphere(radius_A, euler_zyz_deg=[-40, 70, 15], shift_A=[1.3, 0.2, -0.8], a_A=A)
 
 
 def _score(positions):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
+from synthetic_atoms import fcc_sphere
 
 from nanorecon.lattice import empty_sites_inside, fit_lattice
 
@@ -12,13 +12,7 @@ A = 3.92  # Pt [Å]
 
 
 def _fcc_sphere(radius_A: float) -> np.ndarray:
-    """An fcc sphere, turned and shifted off the axes."""
-    h = np.arange(-8, 9)
-    hkl = np.stack(np.meshgrid(h, h, h, indexing="ij"), axis=-1).reshape(-1, 3)
-    hkl = hkl[hkl.sum(axis=1) % 2 == 0]
-    sites = hkl * A / 2
-    sites = sites[np.linalg.norm(sites, axis=1) <= radius_A]
-    return Rotation.from_euler("zyz", [20, 35, -50], degrees=True).apply(sites) + [0.7, -0.4, 1.1]
+    return fcc_sphere(radius_A, euler_zyz_deg=[20, 35, -50], shift_A=[0.7, -0.4, 1.1], a_A=A)
 
 
 def test_the_removed_interior_atoms_are_the_empty_sites():
