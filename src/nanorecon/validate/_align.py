@@ -89,7 +89,7 @@ def _climb(m0, r0, tree, best, shifts, match_distance_A):
         _, matrix0, translation0, _, _ = best
         improved = False
         for shift in shifts:
-            candidate = _refine(m0, r0, tree, matrix0, translation0 + shift, match_distance_A)
+            candidate = _refine(m0, r0, tree, matrix0, translation0 + shift, [match_distance_A] * 4)
             if candidate is not None and candidate[0] > best[0]:
                 best, improved = candidate, True
         if not improved:
@@ -97,9 +97,9 @@ def _climb(m0, r0, tree, best, shifts, match_distance_A):
     return best
 
 
-def _refine(m0, r0, tree, matrix, translation, match_distance_A):
-    """ICP at the final matching distance; (key, matrix, translation, pairs, rms) or None."""
-    matrix, translation, pairs = _icp(m0, r0, tree, matrix, translation, [match_distance_A] * 4)
+def _refine(m0, r0, tree, matrix, translation, distances):
+    """ICP over the thresholds `distances`; (key, matrix, translation, pairs, rms) or None."""
+    matrix, translation, pairs = _icp(m0, r0, tree, matrix, translation, distances)
     if len(pairs) == 0:
         return None
     moved_pairs = m0[pairs[:, 0]] @ matrix.T + translation
@@ -201,12 +201,9 @@ def align_models(
     if not allow_mirror:
         extra = extra[np.linalg.det(extra) > 0]
     for start in [*starts[np.concatenate(chosen)], *extra]:
-        matrix, translation, pairs = _icp(m0, r0, tree, start, np.zeros(3), schedule)
-        if len(pairs) == 0:
-            continue
-        moved_pairs = m0[pairs[:, 0]] @ matrix.T + translation
-        rms = float(np.sqrt(np.mean(np.sum((moved_pairs - r0[pairs[:, 1]]) ** 2, axis=1))))
-        results.append(((len(pairs), -rms), matrix, translation, pairs, rms))
+        result = _refine(m0, r0, tree, start, np.zeros(3), schedule)
+        if result is not None:
+            results.append(result)
     if not results:
         raise RuntimeError("no alignment found: the models share no atoms within reach")
     # the best few, each stepped through the lattice: the right one may start a step off
@@ -219,7 +216,9 @@ def align_models(
         for op in np.asarray(symmetry_ops, dtype=float):
             if not allow_mirror and np.linalg.det(op @ matrix0) < 0:
                 continue
-            candidate = _refine(m0, r0, tree, op @ matrix0, op @ translation0, match_distance_A)
+            candidate = _refine(
+                m0, r0, tree, op @ matrix0, op @ translation0, [match_distance_A] * 4
+            )
             if candidate is not None and candidate[0] > best[0]:
                 best = candidate
         best = _climb(m0, r0, tree, best, shifts, match_distance_A)
