@@ -214,9 +214,9 @@ def main() -> None:
                 "resolution_A": marker["resolution_A"],
                 "seconds": marker["seconds"],
             }
+            # refine-particles ran with --truth, so its marker names the matched true particle
+            truth = truth_atoms[truth_atoms.particle == int(marker["true_particle"])]
             if marker["status"] == "ok" or args.trace_failed:
-                true_particle = int(marker["true_particle"])
-                truth = truth_atoms[truth_atoms.particle == true_particle]
                 elements = ",".join(sorted(truth["element"].unique()))
                 score = trace_and_validate(particle_dir, args.truth_dir, elements)
                 for key in ("recall", "precision", "rms_error_pm"):
@@ -225,10 +225,8 @@ def main() -> None:
                 row["lattice_parameter_A"] = score["lattice_parameter_A"]
                 models[seed, pid] = pd.read_parquet(particle_dir / "traced" / "atoms.parquet")
                 row.update(lattice_scores_pm(models[seed, pid], args.structure))
-            if "true_particle" in marker:
-                truth = truth_atoms[truth_atoms.particle == int(marker["true_particle"])]
-                scored = score_candidates(particle_dir, truth, args.structure)
-                candidates.append(scored.assign(seed=seed, particle=pid))
+            scored = score_candidates(particle_dir, truth, args.structure)
+            candidates.append(scored.assign(seed=seed, particle=pid))
             rows.append(row)
     seeds = pd.DataFrame(rows)
     seeds.to_csv(args.out / "seeds.csv", index=False)
