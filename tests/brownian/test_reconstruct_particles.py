@@ -166,6 +166,7 @@ def test_map_score_chooses_between_the_high_resolution_runs(movie):
         n_starts=1,
         wide_research=False,
         high_resolution_rounds=1,
+        late_research=False,
         ctf={"voltage_kV": 300.0, "defocus_A": -300.0, "cs_mm": 0.0},
         half_set_block_frames=4,
         map_score=score,
@@ -182,6 +183,60 @@ def test_map_score_chooses_between_the_high_resolution_runs(movie):
     kept_stages = set(result.history.stage[result.history.kept])
     assert "high-resolution-unweighted" in kept_stages
     assert "high-resolution-weighted" not in kept_stages
+
+
+@pytest.mark.parametrize(
+    ("scores", "kept"),
+    [
+        ([0.30, 0.12, 0.05], "high-resolution-unweighted-re-searched"),
+        ([0.30, 0.12, 0.20], "high-resolution-unweighted"),
+    ],
+)
+def test_late_research_starts_from_the_best_run_and_is_kept_only_if_it_scores_better(
+    movie, scores, kept
+):
+    """The late re-search searches all frames in the 30° ball from the better of the two runs,
+    at the first round's band, then reruns the rounds; the best scoring of the three maps is
+    kept, and the stages its geometry went through are the kept history."""
+    calls = []
+
+    def score(volume, half_maps):
+        calls.append(np.array(volume))
+        return scores[len(calls) - 1]
+
+    result = reconstruct_particle(
+        movie["images"][:32],
+        pixel_size_A=PIXEL_SIZE_A,
+        frame_rate_hz=FRAME_RATE_HZ,
+        n_starts=1,
+        wide_research=False,
+        high_resolution_rounds=1,
+        ctf={"voltage_kV": 300.0, "defocus_A": -300.0, "cs_mm": 0.0},
+        half_set_block_frames=4,
+        map_score=score,
+    )
+    late = "high-resolution-unweighted-re-searched"
+    assert len(calls) == 3
+    variants = result.variants.set_index("variant")
+    assert list(variants.index) == [
+        "high-resolution-weighted",
+        "high-resolution-unweighted",
+        late,
+    ]
+    assert variants.score.tolist() == scores
+    assert variants.index[variants.kept].tolist() == [kept]
+    np.testing.assert_array_equal(result.volume, calls[variants.index.get_loc(kept)])
+    history = result.history
+    research = history[history.stage == late]
+    # the wide ball at the round's band first, then the round's own small ball
+    round_band = history.lowpass_A[history.stage == "high-resolution-unweighted"].max()
+    assert research.search_radius_deg.iloc[0] == 30.0
+    assert (research.lowpass_A == round_band).all()
+    assert research.search_radius_deg.iloc[-1] <= 3.0
+    kept_stages = set(history.stage[history.kept])
+    assert "high-resolution-weighted" not in kept_stages
+    assert "high-resolution-unweighted" in kept_stages
+    assert (late in kept_stages) == (kept == late)
 
 
 def test_runs_without_a_score_rank_by_their_fsc():
@@ -362,8 +417,14 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path, caplog
     assert list(ok.true_particle) == [1, 3]
     assert (ok.n_frames == 24).all() and (ok.resolution_A > 0).all()
     assert (ok.worker_peak_rss_MB > 50).all() and (ok.seconds > 0).all()
-    # without a CTF the rounds past 2 Å run once, so there is nothing to choose between
-    assert (ok.high_resolution_kept == "high-resolution").all()
+    # without a CTF the rounds past 2 Å run once, then again after the late re-search; with no
+    # map score the finer FSC keeps one of the two
+    for pid, kept in ok.set_index("particle").high_resolution_kept.items():
+        runs = pd.read_csv(root / "particles" / pid / "high_resolution_runs.csv")
+        assert runs.variant.tolist() == ["high-resolution", "high-resolution-re-searched"]
+        assert runs.score.isna().all()
+        assert kept == runs.variant[runs.resolution_A.idxmin()]
+        assert runs.kept.tolist() == (runs.variant == kept).tolist()
     assert ok.map_score_pm.isna().all()
     # the missing cone of the written orientations of the used frames (a 24-frame tumble leaves one)
     for pid, gap in ok.set_index("particle").fourier_gap_deg.items():

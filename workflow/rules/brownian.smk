@@ -83,6 +83,7 @@ checkpoint refine_particles:
         joint=config["brownian"]["joint_resolution_A"] or 0,
         research="" if config["brownian"]["wide_research"] else "--no-wide-research",
         high_resolution=config["brownian"]["high_resolution_rounds"],
+        late_research="" if config["brownian"]["late_research"] else "--no-late-research",
         particle_mask="" if config["brownian"]["particle_mask"] else "--no-particle-mask",
         choose_by=config["brownian"]["choose_by"],
         refine_starts=config["brownian"]["refine_starts"],
@@ -113,7 +114,8 @@ checkpoint refine_particles:
         "{params.abinitio} "
         "--search-iterations {params.search} --grid {params.grid} --search-band-A {params.band} "
         "--refinement {params.refinement} --joint-resolution-A {params.joint} {params.research} "
-        "--high-resolution-rounds {params.high_resolution} {params.particle_mask} "
+        "--high-resolution-rounds {params.high_resolution} {params.late_research} "
+        "{params.particle_mask} "
         "--choose-by {params.choose_by} --refine-starts {params.refine_starts} "
         "--structure {params.structure} "
         "--rounds {params.rounds} "

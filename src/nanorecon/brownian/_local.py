@@ -60,6 +60,9 @@ HIGH_RESOLUTION_BALL_DEG = (3.0, 1.0)
 HIGH_RESOLUTION_SHRINK = 0.8
 #: Finest band of those rounds [pixels] (refine_locally needs at least two).
 HIGH_RESOLUTION_MIN_BAND_PX = 2.1
+#: Iterations of the late re-search: the wide ball of the re-search (30°, 6° apart, halved from
+#: the second iteration) against the best map past 2 Å, at the first round's band (1.7 Å).
+LATE_RESEARCH_ITERATIONS = 3
 
 logger = logging.getLogger(__name__)
 

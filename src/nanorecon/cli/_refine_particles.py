@@ -146,6 +146,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--no-late-research",
+        action="store_true",
+        help=(
+            "--refinement local: skip the late re-search of all frames in a 30° ball at the "
+            "first round past 2 Å against the best of those runs' maps, and the rounds again "
+            "from there (kept only where its map scores better)"
+        ),
+    )
+    parser.add_argument(
         "--no-particle-mask",
         action="store_true",
         help=(
@@ -595,6 +604,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
         joint_resolution_A=settings.get("joint_resolution_A"),
         wide_research=settings.get("wide_research", True),
         high_resolution_rounds=settings.get("high_resolution_rounds", 3),
+        late_research=settings.get("late_research", True),
         mask_from_map=settings.get("particle_mask", True),
         n_rounds=settings["n_rounds"],
         n_iterations=settings["n_iterations"],
@@ -767,6 +777,7 @@ def run(args: argparse.Namespace) -> int:
         "joint_resolution_A": args.joint_resolution_A or None,
         "wide_research": not args.no_wide_research,
         "high_resolution_rounds": args.high_resolution_rounds,
+        "late_research": not args.no_late_research,
         "particle_mask": not args.no_particle_mask,
         "n_rounds": args.rounds,
         "n_iterations": args.iterations,
