@@ -131,7 +131,8 @@ def test_half_maps_and_fsc(result, movie):
     # refined on its own (gold standard); the wide re-search takes all frames again and each
     # half set ends on its own: every stage's iterations are logged apart
     stages = result.history.groupby(["stage", "half_set"]).size().to_dict()
-    stages = {key: size for key, size in stages.items() if key[0] != "high-resolution"}
+    late = "high-resolution-re-searched"
+    stages = {key: size for key, size in stages.items() if not key[0].startswith("high-res")}
     assert stages == {
         ("shared", 0): 2,
         ("halves", 1): 8,
@@ -143,10 +144,21 @@ def test_half_maps_and_fsc(result, movie):
     # then all frames past 2 Å: four iterations at 1.7 Å and four at the 2.1-pixel floor (one
     # variant only: without a CTF there is no transfer to weigh the comparisons by)
     rounds = result.history[result.history.stage == "high-resolution"]
-    assert result.history.kept.all()
     assert rounds.half_set.eq(0).all()
     assert rounds.lowpass_A.round(2).tolist() == [1.7] * 4 + [1.47] * 4
     assert rounds.search_radius_deg.max() == 3.0
+    # then the late re-search: three iterations in the 30° ball at 1.7 Å, and the rounds again;
+    # without a map score the finer FSC keeps one run, and the other's iterations are not kept
+    again = result.history[result.history.stage == late]
+    assert again.lowpass_A.round(2).tolist() == [1.7] * 7 + [1.47] * 4
+    assert again.search_radius_deg.iloc[0] == 30.0
+    variants = result.variants.set_index("variant")
+    assert list(variants.index) == ["high-resolution", late]
+    kept = variants.resolution_A.idxmin()
+    assert variants.kept.tolist() == [kept == "high-resolution", kept == late]
+    assert result.resolution_A == variants.resolution_A[kept]
+    assert result.history.kept[result.history.stage != late].all()
+    assert result.history.kept[result.history.stage == late].all() == (kept == late)
     assert result.history.lowpass_A[result.history.stage == "shared"].min() > 2.5
     assert result.history.search_radius_deg[result.history.stage == "re-search"].max() == 30.0
 
