@@ -741,9 +741,7 @@ def reconstruct_particle(
             if late_research:
                 # Stretches of frames 10–25° off can outlast the re-search at 2.5–2.2 Å and the
                 # rounds' small balls; the best map past 2 Å shows them (step 5 of the docstring).
-                base, geometry = min(
-                    outcomes, key=lambda o: _variant_rank(o[3], o[2].resolution_A)
-                )[:2]
+                base, geometry = _best_run(outcomes)[:2]
                 name = f"{base}-re-searched"
                 research = search(
                     everyone,
@@ -760,9 +758,7 @@ def reconstruct_particle(
                 researched = (research.rotations, research.shifts_A, asnumpy(research.scores))
                 outcomes.append(run_rounds(name, variants[base], researched))
                 paths[name] = {name, base}
-            kept, (refined_rotations, shifts, scores), half, _ = min(
-                outcomes, key=lambda o: _variant_rank(o[3], o[2].resolution_A)
-            )
+            kept, (refined_rotations, shifts, scores), half, _ = _best_run(outcomes)
             if len(outcomes) > 1:
                 scored = any(np.isfinite(o[3]) for o in outcomes)
                 logger.info(
@@ -885,6 +881,11 @@ def _start_order(starts: pd.DataFrame) -> list[int]:
     first = [int(k) for k in np.flatnonzero(chosen)]
     others = np.argsort(-starts["mean_score"].to_numpy(dtype=float), kind="stable")
     return first + [int(k) for k in others if not chosen[k]]
+
+
+def _best_run(runs: list[tuple]) -> tuple:
+    """The run ``(name, geometry, maps, score)`` that ranks first by :func:`_variant_rank`."""
+    return min(runs, key=lambda run: _variant_rank(run[3], run[2].resolution_A))
 
 
 def _variant_rank(score: float, resolution_A: float) -> tuple[float, float]:
