@@ -163,6 +163,23 @@ def test_half_maps_and_fsc(result, movie):
     assert result.history.search_radius_deg[result.history.stage == "re-search"].max() == 30.0
 
 
+def _runs_past_2A(movie, map_score, **options):
+    """32 frames with a CTF, one round past 2 Å (so two runs, weighted and not), no re-search
+    at 2.5–2.2 Å: the cheapest reconstruction whose runs past 2 Å a map score chooses between."""
+    return reconstruct_particle(
+        movie["images"][:32],
+        pixel_size_A=PIXEL_SIZE_A,
+        frame_rate_hz=FRAME_RATE_HZ,
+        n_starts=1,
+        wide_research=False,
+        high_resolution_rounds=1,
+        ctf={"voltage_kV": 300.0, "defocus_A": -300.0, "cs_mm": 0.0},
+        half_set_block_frames=4,
+        map_score=map_score,
+        **options,
+    )
+
+
 def test_map_score_chooses_between_the_high_resolution_runs(movie):
     """With a CTF the rounds past 2 Å run twice; the caller's map score, not the FSC, keeps one."""
     calls = []
@@ -171,18 +188,7 @@ def test_map_score_chooses_between_the_high_resolution_runs(movie):
         calls.append((np.array(volume), [np.array(m) for m in half_maps]))
         return [0.30, 0.12][len(calls) - 1]  # the second run (unweighted) scores better
 
-    result = reconstruct_particle(
-        movie["images"][:32],
-        pixel_size_A=PIXEL_SIZE_A,
-        frame_rate_hz=FRAME_RATE_HZ,
-        n_starts=1,
-        wide_research=False,
-        high_resolution_rounds=1,
-        late_research=False,
-        ctf={"voltage_kV": 300.0, "defocus_A": -300.0, "cs_mm": 0.0},
-        half_set_block_frames=4,
-        map_score=score,
-    )
+    result = _runs_past_2A(movie, score, late_research=False)
     assert len(calls) == 2
     variants = result.variants.set_index("variant")
     assert list(variants.index) == ["high-resolution-weighted", "high-resolution-unweighted"]
@@ -216,17 +222,7 @@ def test_late_research_starts_from_the_best_run_and_is_kept_only_if_it_scores_be
         calls.append(np.array(volume))
         return scores[len(calls) - 1]
 
-    result = reconstruct_particle(
-        movie["images"][:32],
-        pixel_size_A=PIXEL_SIZE_A,
-        frame_rate_hz=FRAME_RATE_HZ,
-        n_starts=1,
-        wide_research=False,
-        high_resolution_rounds=1,
-        ctf={"voltage_kV": 300.0, "defocus_A": -300.0, "cs_mm": 0.0},
-        half_set_block_frames=4,
-        map_score=score,
-    )
+    result = _runs_past_2A(movie, score)
     late = "high-resolution-unweighted-re-searched"
     assert len(calls) == 3
     variants = result.variants.set_index("variant")
