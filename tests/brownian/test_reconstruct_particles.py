@@ -458,6 +458,10 @@ def test_cli_refines_skips_finished_and_redoes_unfinished(tmp_path: Path, caplog
         assert set(np.unique(maps["mask"])) == {0.0, 1.0}
         assert maps["mask"][(CLI_SIZE // 2,) * 3] == 1.0
         assert maps["mask"].sum() * PIXEL_SIZE_A**3 < 4 / 3 * np.pi * 8.0**3
+        # ... and the maps' support: nothing outside it
+        for name in ("map", "half1", "half2"):
+            assert np.abs(maps[name][maps["mask"] == 0]).max() == 0, name
+            assert np.abs(maps[name][maps["mask"] == 1]).max() > 0, name
         assert maps["map"].shape == (CLI_SIZE,) * 3
         orientations, _ = read_orientations(folder / "orientations.parquet")
         assert set(orientations.half_set) == {1, 2}

@@ -577,6 +577,7 @@ class _Stage:
         n_threads: int | None,
         ctf: dict | None = None,
         support: Any = None,
+        footprint_rotations: Rotation | None = None,
     ):
         xp = get_array_module(images)
         n, size = images.shape[0], images.shape[1]
@@ -602,6 +603,10 @@ class _Stage:
         else:
             # a particle's own mask, given on the full box
             self.support = resample_mask(support, cropped, pixel_size_A, self.pixel_size_A)
+        # Per-frame masks (n, P, P) in place of the circle: the support's footprint per frame.
+        self.frame_masks = None
+        if footprint_rotations is not None:
+            self.frame_masks = self._footprints(footprint_rotations)
         self.ctf_weight = None
         if ctf is not None:
             # |sin χ| is the share of each frequency that survives in phase-flipped images: the
@@ -629,8 +634,29 @@ class _Stage:
         # sample by its share of the weight (participation ratio of the squared weights).
         w2 = self._full_filter() ** 2
         in_band = float(w2.sum()) ** 2 / max(float((w2**2).sum()), 1e-30)
-        self.n_eff = in_band * float(self.mask.mean())
-        self.data = self.prepare(self.images)
+        if self.frame_masks is None:
+            self.n_eff = in_band * float(self.mask.mean())
+        else:
+            # one count per frame, as a column against the frames' rows of candidates
+            self.n_eff = in_band * asnumpy(self.frame_masks.mean(axis=(1, 2)))[:, None]
+        self.data = self.prepare(self.images, self.frame_masks)
+
+    def _footprints(self, rotations: Rotation) -> Any:
+        """The support's footprint in each frame at `rotations`, tapered to zero at its edge.
+
+        The support projected along the beam is kept where it is over one voxel thick; a
+        Gaussian of σ = 1 pixel tapers it (``erf``: 0 at the edge, 0.95 two pixels inside), as
+        the circle's cosine edge does. A particle that is not round, or whose radius is well
+        under the circle's, is then compared where it lies and nowhere else.
+        """
+        xp, size = self.xp, self.size
+        thickness = self.project(self.support.astype(self.dtype), rotations)
+        inside = (thickness > 1.0).astype(self.dtype)
+        ky = xp.fft.fftfreq(size)[:, None]
+        kx = xp.fft.rfftfreq(size)[None, :]
+        gaussian = xp.exp(-2 * np.pi**2 * (kx**2 + ky**2)).astype(self.dtype)
+        smooth = xp.fft.irfft2(xp.fft.rfft2(inside) * gaussian, s=(size, size))
+        return xp.clip(2 * smooth - 1, 0, 1).astype(self.dtype)
 
     def _full_filter(self) -> Any:
         """The rfft-grid filter extended to the full (y, x) spectrum."""
@@ -639,14 +665,24 @@ class _Stage:
         mirrored = half[(-xp.arange(size)) % size][:, 1 : size - half.shape[1] + 1][:, ::-1]
         return xp.concatenate([half, mirrored], axis=1)
 
-    def prepare(self, stack: Any) -> Any:
-        """Band-filtered, masked, zero-mean, unit-norm rows (m, P)."""
+    def prepare(self, stack: Any, masks: Any = None) -> Any:
+        """Band-filtered, masked, zero-mean, unit-norm rows (m, P).
+
+        `masks` (m, N, N) mask each image by its own; the circle when None.
+        """
         xp = self.xp
         filtered = xp.fft.irfft2(xp.fft.rfft2(stack) * self.filter, s=stack.shape[-2:])
-        filtered = filtered * self.mask
-        rows = filtered.reshape(len(stack), -1)
-        weight = self.mask.ravel()
-        rows = rows - (rows @ weight / weight.sum())[:, None] * weight[None, :]
+        if masks is None:
+            filtered = filtered * self.mask
+            rows = filtered.reshape(len(stack), -1)
+            weight = self.mask.ravel()
+            rows = rows - (rows @ weight / weight.sum())[:, None] * weight[None, :]
+        else:
+            filtered = filtered * masks
+            rows = filtered.reshape(len(stack), -1)
+            weights = masks.reshape(len(stack), -1)
+            mean = (rows * weights).sum(axis=1) / xp.maximum(weights.sum(axis=1), 1e-12)
+            rows = rows - mean[:, None] * weights
         norms = xp.linalg.norm(rows, axis=1, keepdims=True)
         return (rows / xp.maximum(norms, xp.finfo(rows.dtype).tiny)).astype(self.dtype)
 

@@ -173,8 +173,11 @@ def refine_locally(
         Radius of the circular mask and spherical support [Å]; ``0.45 N`` pixels when None.
     support : ndarray of bool, shape (N, N, N), optional
         The map's support (centre at ``N // 2``, the images' pixel size) in place of the sphere
-        of `mask_radius_A`, e.g. the particle's own mask (:func:`particle_mask`); the images'
-        circular mask stays.
+        of `mask_radius_A`, e.g. the particle's own mask (:func:`particle_mask`). Each frame is
+        then compared within the support's footprint at its current orientation (over one voxel
+        thick, tapered to zero at its edge over about two pixels) instead of the circle: a
+        particle smaller than the circle, or not round, adds no empty pixels' noise to its
+        comparisons, and whatever lies beside it in the box (a neighbour's edge, liquid) little.
     ctf : dict, optional
         Optics of phase-flipped images (``voltage_kV``, ``defocus_A``, ``cs_mm``): comparisons
         are weighted by ``|sin χ|``.
@@ -230,7 +233,16 @@ def refine_locally(
     scores = np.zeros(n)
     for iteration, band in enumerate(bands_A):
         centred = _shift_images(images, shifts, pixel_size_A)
-        stage = _Stage(centred, pixel_size_A, float(band), radius_A, n_threads, ctf, support)
+        stage = _Stage(
+            centred,
+            pixel_size_A,
+            float(band),
+            radius_A,
+            n_threads,
+            ctf,
+            support,
+            footprint_rotations=None if support is None else rotations,
+        )
         volume = stage.reconstruct(
             rotations, positivity=positivity, n_iterations=reconstruction_iterations
         )
@@ -354,7 +366,10 @@ def _score_candidates(
         candidates = Rotation.from_matrix(
             np.einsum("kij,njl->nkil", moves, rotations[index].as_matrix()).reshape(-1, 3, 3)
         )
-        references = stage.prepare(stage.project(volume, candidates)).reshape(-1, m, m)
+        masks = None
+        if stage.frame_masks is not None:
+            masks = xp.repeat(stage.frame_masks[xp.asarray(index)], k, axis=0)
+        references = stage.prepare(stage.project(volume, candidates), masks).reshape(-1, m, m)
         ref_hat = xp.fft.rfft2(references).reshape(len(index), k, -1)
         products = data_hat[xp.asarray(index), None, :] * xp.conj(ref_hat)
         correlation[index] = asnumpy(xp.real(products @ kernel))

@@ -632,8 +632,11 @@ def reconstruct_particle(
             rotations, start_shifts, bands, ball, shrink, "halves"
         )
 
-        def maps(geometry: Rotation, centres_A: np.ndarray, *, full_map: bool) -> Any:
-            """Half maps and FSC (and the full map) of the used frames, through the transfer."""
+        def maps(
+            geometry: Rotation, centres_A: np.ndarray, *, full_map: bool, within: Any = None
+        ) -> Any:
+            """Half maps and FSC (and the full map) of the used frames, through the transfer;
+            within the sphere, or the support `within`."""
             return half_set_reconstruction(
                 stack,
                 geometry,
@@ -642,7 +645,7 @@ def reconstruct_particle(
                 half_sets=halves - 1,
                 full_map=full_map,
                 n_iterations=2 * n_iterations,
-                support=support,
+                support=support if within is None else within,
                 n_threads=n_threads,
                 **reconstruction_transfer(transfer, wiener_constant),
             )
@@ -718,7 +721,7 @@ def reconstruct_particle(
                     )
                     geometry = (refined.rotations, refined.shifts_A, asnumpy(refined.scores))
                     ball = (ball[0] / 2, ball[1] / 2)
-                outcome = maps(geometry[0], geometry[1], full_map=True)
+                outcome = maps(geometry[0], geometry[1], full_map=True, within=mask)
                 score = (
                     float(map_score(outcome.volume, tuple(outcome.half_maps)))
                     if score_maps
