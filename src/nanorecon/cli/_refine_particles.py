@@ -158,9 +158,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--no-particle-mask",
         action="store_true",
         help=(
-            "keep the sphere of --particle-diameter-A as the support of the rounds past 2 Å "
-            "instead of the particle's own mask, the map's region of lattice fringes (written to "
-            "map.zarr as `mask`)"
+            "keep the sphere of --particle-diameter-A as the support of the rounds past 2 Å, "
+            "and its circle as the frames' comparison mask, instead of the particle's own mask, "
+            "the map's region of lattice fringes (written to map.zarr as `mask`), and its "
+            "footprint in each frame"
         ),
     )
     parser.add_argument(
