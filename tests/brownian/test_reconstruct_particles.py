@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from ase.cluster import Octahedron
 from scipy.spatial.transform import Rotation
-from synthetic_particles import asymmetric_particle
+from synthetic_particles import tumbling_stack
 
 from nanorecon.brownian import (
     align_orientations,
@@ -34,9 +34,7 @@ from nanorecon.io import (
 )
 from nanorecon.simulate import (
     atoms_to_volume,
-    brownian_rotations,
     make_particle,
-    project_potential,
 )
 
 FRAME_RATE_HZ = 400.0
@@ -50,22 +48,9 @@ def _tumbling_stack(n_frames, size, seed):
     The projected potential scaled to unit standard deviation plus white noise of 0.5, negated
     (a phase-flipped weak-phase image shows ``1 − 2 φ ⊛ |sin χ|``).
     """
-    rng = np.random.default_rng(seed)
-    positions, elements = asymmetric_particle(rng, 1.6)
-    diffusion = np.radians(STEP_RMS_DEG) ** 2 * FRAME_RATE_HZ / 6
-    rotations = brownian_rotations(
-        n_frames, rotational_diffusion_rad2_per_s=diffusion, frame_rate_hz=FRAME_RATE_HZ, rng=rng
+    images, rotations, diffusion, _ = tumbling_stack(
+        n_frames, size, seed, step_rms_deg=STEP_RMS_DEG, pixel_size_A=PIXEL_SIZE_A
     )
-    images = np.stack(
-        [
-            project_potential(
-                r.apply(positions), elements, shape=(size, size), pixel_size_A=PIXEL_SIZE_A
-            )
-            for r in rotations
-        ]
-    ).astype(np.float32)
-    images /= images.std()
-    images += rng.normal(0, 0.5, images.shape).astype(np.float32)
     return -images, rotations, diffusion
 
 
