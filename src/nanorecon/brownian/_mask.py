@@ -9,11 +9,16 @@ from scipy import ndimage
 
 from ..backend import asnumpy, get_array_module
 
-__all__ = ["FRINGE_BAND_A", "particle_mask", "resample_mask"]
+__all__ = ["FINAL_MAP_MARGIN_A", "FRINGE_BAND_A", "grow_mask", "particle_mask", "resample_mask"]
 
 #: Band of the fringes that mark the crystal [Å]: from below the fcc metals' {111} spacings
 #: (2.2–2.4 Å) to past their {200} spacings (1.9–2.0 Å).
 FRINGE_BAND_A = (2.6, 1.8)
+
+#: Margin [Å] by which the final maps' support extends the particle's own mask: about the
+#: half-width of an atom's density at 1.1 Å resolution, so that atoms on the mask's edge
+#: (vertices, where the fringe power falls off inside the outer atoms) keep their outer side.
+FINAL_MAP_MARGIN_A = 1.0
 
 
 def particle_mask(
@@ -126,3 +131,37 @@ def resample_mask(mask: Any, size: int, voxel_size_A: float, new_voxel_size_A: f
     coordinates = (np.indices((size,) * 3) - size // 2) * (new_voxel_size_A / voxel_size_A) + n // 2
     resampled = ndimage.map_coordinates(values, coordinates, order=1, mode="constant")
     return xp.asarray(resampled > 0.5)
+
+
+def grow_mask(mask: Any, margin_A: float, voxel_size_A: float) -> Any:
+    """`mask` extended by every voxel within `margin_A` of it (Euclidean distance).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (N, N, N)
+        Mask, numpy or cupy.
+    margin_A : float
+        Distance [Å] from the mask's voxel centres within which voxels join it; 0 keeps it.
+    voxel_size_A : float
+        Voxel edge [Å].
+
+    Returns
+    -------
+    ndarray of bool, shape (N, N, N)
+        The grown mask, on the array module of `mask`.
+
+    Examples
+    --------
+    >>> mask = np.zeros((9, 9, 9), dtype=bool)
+    >>> mask[4, 4, 4] = True
+    >>> int(grow_mask(mask, 1.0, 0.5).sum())  # a ball of two voxels' radius
+    33
+    """
+    if margin_A < 0 or voxel_size_A <= 0:
+        raise ValueError(f"need margin_A >= 0 and voxel_size_A > 0, got {margin_A}, {voxel_size_A}")
+    xp = get_array_module(mask)
+    inside = np.asarray(asnumpy(mask), dtype=bool)
+    if not inside.any():
+        return xp.asarray(inside)
+    distance_A = ndimage.distance_transform_edt(~inside, sampling=voxel_size_A)
+    return xp.asarray(distance_A <= margin_A)

@@ -638,7 +638,7 @@ def refine_particle_task(folder: str, settings: dict[str, Any]) -> dict[str, Any
     }
     maps = {"map": volume, "half1": halves[0], "half2": halves[1]}
     if result.mask is not None:
-        # the particle's own mask of the rounds past 2 Å (1 inside), for masked FSCs and viewing
+        # the final maps' support (1 inside; the own mask past 2 Å, grown), for masked FSCs
         maps["mask"] = asnumpy(result.mask).astype(np.float32)
     write_map_zarr(
         path / "map.zarr",
