@@ -7,9 +7,12 @@ Usage::
 
 For each refined particle (``particles/pNNN/{stack.zarr, orientations.parquet, refined.json}``),
 the final maps are reconstructed as ``nanorecon refine-particles`` reconstructs them (same
-frames, half sets, spherical support, transfer and Wiener term), then traced as ``nanorecon
-trace`` traces a ``map.zarr`` (half maps included) and scored against the true atoms as
-``nanorecon validate`` scores them. Four geometries:
+frames, half sets, transfer and Wiener term), then traced as ``nanorecon trace`` traces a
+``map.zarr`` (half maps included) and scored against the true atoms as ``nanorecon validate``
+scores them. Every geometry's support is the sphere of ``particle_radius_A``: the pipeline's
+final maps past 2 Å use the particle's own mask grown by 1 Å, which lies in the pipeline's map
+frame, so row 1 can differ a little from ``map.zarr`` (the printed correlation shows how much).
+Four geometries:
 
 1. the pipeline's rotations and centres (its own map again; the correlation with ``map.zarr``
    is printed as a check);

@@ -24,6 +24,8 @@ def test_mirrored_rotated_shifted_model_realigned():
     assert result["species_accuracy"] == 1.0
     assert abs(result["lattice_parameter_error_percent"]) < 1e-6
     assert abs(result["lattice_parameter_all_atoms_error_percent"]) < 1e-6
+    assert abs(result["radial_shift_surface_pm"]) < 0.01
+    assert abs(result["radial_shift_interior_pm"]) < 0.01
     assert (
         max(result[f"strain_rmse_{c}"] for c in ("exx", "eyy", "ezz", "exy", "exz", "eyz")) < 1e-8
     )
@@ -71,6 +73,9 @@ def test_the_core_fit_ignores_a_relaxed_surface_that_the_all_atom_fit_sees():
     surface = score_model(relaxed, truth)
     assert abs(surface["lattice_parameter_error_percent"]) < 0.02
     assert surface["lattice_parameter_all_atoms_error_percent"] < -0.2
+    # the surface atoms moved 10 pm in, the layer below 5 pm, the rest not at all
+    assert surface["radial_shift_surface_pm"] == pytest.approx(-10.0, abs=0.5)
+    assert -5.0 < surface["radial_shift_interior_pm"] < -0.5
     scaled = truth.copy()
     scaled[XYZ] = truth[XYZ].to_numpy() * 1.003
     uniform = score_model(scaled, truth)

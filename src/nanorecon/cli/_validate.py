@@ -98,11 +98,14 @@ def run(args: argparse.Namespace) -> int:
         lattice_options=lattice_options,
     )
     log.info(
-        "recall %.4f, precision %.4f, RMS %.1f pm, species accuracy %.4f",
+        "recall %.4f, precision %.4f, RMS %.1f pm, species accuracy %.4f, radial shift %.1f pm "
+        "(surface) and %.1f pm (interior)",
         result["recall"],
         result["precision"],
         result["rms_error_pm"],
         result["species_accuracy"],
+        result["radial_shift_surface_pm"],
+        result["radial_shift_interior_pm"],
     )
     row = {
         "particle": particle if particle is not None else "",

@@ -9,6 +9,7 @@ from ..lattice import (
     CUBIC_ROTATIONS,
     STRAIN_COLUMNS,
     analyse_lattice,
+    coordination_numbers,
     fit_lattice,
     strain_components,
     strain_matrices,
@@ -49,7 +50,12 @@ def score_model(
     -------
     dict
         ``n_true, n_traced, n_matched, recall, precision, rms_error_pm, max_error_pm, mirrored,
-        species_accuracy`` (NaN without elements), and with ``structure``:
+        species_accuracy`` (NaN without elements), ``radial_shift_surface_pm`` and
+        ``radial_shift_interior_pm`` (mean displacement of the matched atoms along the outward
+        radius from the true centroid, over the true surface atoms, those below the largest
+        coordination number in the truth, and over the others; a map that pulls its outer atoms
+        in shows as a negative surface figure, which strain at the surface would inherit), and
+        with ``structure``:
         ``lattice_parameter_A, true_lattice_parameter_A, lattice_parameter_error_percent`` (of
         the lattice :func:`~nanorecon.lattice.analyse_lattice` fits, to the core atoms),
         ``lattice_parameter_all_atoms_error_percent`` (of a lattice fitted to every atom) and
@@ -95,6 +101,17 @@ def score_model(
         "mirrored": alignment.mirrored,
         "species_accuracy": float("nan"),
     }
+    outward = t - t.mean(axis=0)
+    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-9)
+    radial_pm = 100.0 * np.einsum(
+        "ij,ij->i", moved[pairs[:, 0]] - t[pairs[:, 1]], outward[pairs[:, 1]]
+    )
+    coordination = coordination_numbers(t)[pairs[:, 1]]
+    surface = coordination < coordination_numbers(t).max()
+    for name, chosen in (("surface", surface), ("interior", ~surface)):
+        result[f"radial_shift_{name}_pm"] = (
+            float(radial_pm[chosen].mean()) if chosen.any() else float("nan")
+        )
     if "element" in traced.columns and "element" in truth.columns and len(pairs):
         a = traced["element"].astype(str).to_numpy()[pairs[:, 0]]
         b = truth["element"].astype(str).to_numpy()[pairs[:, 1]]
