@@ -256,8 +256,8 @@ def reconstruct_particle(
        compared within that mask's footprint at its orientation, not within the circle of
        `particle_radius_A` (:func:`refine_locally`, `support`); their final maps' support is
        that mask grown by :data:`FINAL_MAP_MARGIN_A` (1 Å), whose edge would otherwise cut the
-       outer side of vertex atoms (the demo's octahedron p002: 97.1 % of its atoms traced in
-       the map within its own mask, 98.8 % within it grown by 1 Å, same geometry). With `ctf`
+       outer side of vertex atoms (the demo's octahedron p002, its unweighted run's
+       orientations: 97.1 % of its atoms traced within the mask itself, 99.8 %). With `ctf`
        the rounds run twice, the comparisons weighted by ``|sin χ|`` and not, and the run
        whose final map scores best by `map_score` is kept (without one: the finer FSC). From
        the demo's orientations at 2.0 Å (own mask; recall / precision of the traced atoms
