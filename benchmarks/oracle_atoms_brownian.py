@@ -169,7 +169,9 @@ def main() -> None:
                 f"FSC {result.resolution_A:.2f} Å, {len(traced)} atoms: recall "
                 f"{score['recall']:.1%}, precision {score['precision']:.1%}, RMS error "
                 f"{score['rms_error_pm']:.1f} pm, lattice parameter "
-                f"{score['lattice_parameter_error_percent']:+.2f} % "
+                f"{score['lattice_parameter_error_percent']:+.2f} %, radial shift "
+                f"{score['radial_shift_surface_pm']:+.1f} pm (surface), "
+                f"{score['radial_shift_interior_pm']:+.1f} pm (interior) "
                 f"({time.perf_counter() - start:.0f} s{check})",
                 flush=True,
             )
