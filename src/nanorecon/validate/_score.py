@@ -106,8 +106,8 @@ def score_model(
     radial_pm = 100.0 * np.einsum(
         "ij,ij->i", moved[pairs[:, 0]] - t[pairs[:, 1]], outward[pairs[:, 1]]
     )
-    coordination = coordination_numbers(t)[pairs[:, 1]]
-    surface = coordination < coordination_numbers(t).max()
+    coordination = coordination_numbers(t)
+    surface = coordination[pairs[:, 1]] < coordination.max()
     for name, chosen in (("surface", surface), ("interior", ~surface)):
         result[f"radial_shift_{name}_pm"] = (
             float(radial_pm[chosen].mean()) if chosen.any() else float("nan")
